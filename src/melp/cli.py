@@ -1,0 +1,67 @@
+"""The `melp` command.
+
+Each sub-command lives in the module that owns its work and exposes two functions:
+``add_arguments(parser)`` and ``run(args) -> int | None``. This file only dispatches, importing
+the chosen module lazily so that ``melp --help`` stays instant (no torch import).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("melp.train.demo", "simulate data, pretrain the tiny model and evaluate it, offline on a laptop"),
+    "synth": ("melp.synth.cli", "write simulated ECG-report pairs in a real dataset layout"),
+    "plot": ("melp.synth.plot", "draw a 12-lead ECG record on paper-style grid"),
+    "prepare": ("melp.data.prepare", "read a dataset once into a sharded memmap cache (or --verify one)"),
+    "pretrain-text": ("melp.train.text_pretrain", "stage 1: masked-LM adaptation of the text model"),
+    "pretrain": ("melp.train.pretrain", "stage 2: multi-scale ECG-language pretraining (Lightning)"),
+    "zeroshot": ("melp.eval.zeroshot", "zero-shot classification with class descriptions"),
+    "probe": ("melp.eval.probe", "linear probing on frozen ECG features"),
+    "finetune": ("melp.eval.finetune", "fine-tune the ECG encoder on a labelled task"),
+    "retrieve": ("melp.eval.retrieval", "ECG<->report retrieval recall@K"),
+    "generate": ("melp.eval.generation", "report generation (beam search), BLEU-4 and ROUGE-L"),
+    "bench-all": ("melp.eval.bench_all", "run a table of tasks x protocols"),
+    "classify": ("melp.eval.single", "rank class descriptions for one ECG file"),
+    "report": ("melp.eval.single_report", "generate a report for one ECG file"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    lines = "\n".join(f"  {name:<14} {help_}" for name, (_, help_) in COMMANDS.items())
+    return argparse.ArgumentParser(
+        prog="melp",
+        description="MELP: multi-scale ECG-language pretraining toolkit.",
+        epilog=f"commands:\n{lines}\n\nRun `melp COMMAND --help` for a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = _top_parser()
+    top.add_argument("--version", action="store_true", help="print the version and exit")
+    if not argv or argv[0] in ("-h", "--help"):
+        top.print_help()
+        return 0
+    if argv[0] == "--version":
+        from melp import __version__
+
+        print(__version__)
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        top.error(f"unknown command {name!r}; choose one of: {', '.join(COMMANDS)}")
+    module_name, help_ = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"melp {name}", description=help_)
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    code = module.run(args)
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Datasets: record readers, per-dataset adapters, preprocessing, the memmap cache, torch datasets."""

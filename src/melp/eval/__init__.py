@@ -1,0 +1,1 @@
+"""Evaluation: zero-shot, linear probe, fine-tuning, retrieval, report generation."""

@@ -1,0 +1,1 @@
+"""The MELP model: ECG encoder, text encoder, poolers, caption decoder."""

@@ -1,0 +1,1 @@
+"""The embedded default: a physiological 12-lead ECG + report simulator and its exporters."""
