@@ -1,0 +1,50 @@
+"""Report text: MIMIC-IV-ECG cleaning rules (DESIGN 2.1) and sentence splitting.
+
+``split_sentences`` is shared with the model (beat-level loss: one embedding per sentence),
+so training and evaluation cut reports the same way.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+MIN_WORDS = 4  # MIMIC reports shorter than this carry no usable text
+
+_WHITESPACE = re.compile(r"\s+")
+_STARS = re.compile(r"\*{3,}")  # machine placeholders such as "*** report unconfirmed ***"
+_EKG = re.compile(r"ekg")
+
+
+def _is_missing(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and value != value:  # NaN from pandas
+        return True
+    return False
+
+
+def clean_report(parts: Iterable) -> str:
+    """Join non-empty report statements with ". " and normalise them.
+
+    Lowercased, "ekg" -> "ecg", runs of "***" removed, whitespace collapsed. Statements that
+    already end in a period are not given a second one.
+    """
+    statements = []
+    for part in parts:
+        if _is_missing(part):
+            continue
+        text = _STARS.sub(" ", str(part).lower())
+        text = _EKG.sub("ecg", text)
+        text = _WHITESPACE.sub(" ", text).strip().rstrip(".").strip()
+        if text:
+            statements.append(text)
+    return ". ".join(statements)
+
+
+def word_count(text: str) -> int:
+    return len(text.split())
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a report: split at '.', stripped, empty pieces dropped."""
+    return [s.strip() for s in str(text).split(".") if s.strip()]
