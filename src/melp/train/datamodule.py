@@ -1,0 +1,87 @@
+"""ECG-report batches for stage 2, from a `melp prepare` cache.
+
+Items come from ``ECGTextDataset`` (normalised ECG, report text, index); the collate function stacks
+the ECGs and tokenizes the reports with the model's own tokenizer (``model.tokenize``), so workers do
+the tokenization. Sampling uses ``DistributedSampler`` in every case (one replica on one device): its
+shuffle order depends only on (seed, epoch), which makes a resumed run see the batches an
+uninterrupted one would, and it shards the data across DDP ranks.
+
+Lead masking is not done here but in the LightningModule (see ``mask_leads`` there): it needs the
+batch position to be reproducible after a resume, which only the training loop knows.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from melp.train.lightning_module import report_ids
+
+
+class TextCollate:
+    """Stack ECGs and tokenize reports (a class, not a closure, so worker processes can pickle it)."""
+
+    def __init__(self, tokenize: Callable[[list[str]], dict]):
+        self.tokenize = tokenize
+
+    def __call__(self, items: list[dict]) -> dict:
+        reports = [it["report"] for it in items]
+        return {
+            "ecg": torch.stack([torch.as_tensor(it["ecg"]) for it in items]),
+            "tokens": dict(self.tokenize(reports)),
+            "report_id": report_ids(reports),
+            "index": torch.tensor([int(it["index"]) for it in items], dtype=torch.int64),
+        }
+
+
+class ECGTextDataModule(L.LightningDataModule):
+    def __init__(self, cache: str | Path, tokenize: Callable[[list[str]], dict], batch_size: int = 32,
+                 num_workers: int = 0, train_split: str = "train", val_split: str | None = "val",
+                 seed: int = 0):
+        super().__init__()
+        self.cache_path = Path(cache)
+        self.collate = TextCollate(tokenize)
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.train_split = train_split
+        self.val_split = val_split
+        self.seed = int(seed)
+        self.train_set = self.val_set = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        from melp.data.cache import ECGCache
+        from melp.data.datasets import ECGTextDataset
+
+        if not self.cache_path.exists():
+            raise FileNotFoundError(f"pretraining cache {self.cache_path} does not exist (run `melp prepare` first)")
+        cache = ECGCache(self.cache_path)
+        self.train_set = ECGTextDataset(cache, split=self.train_split)
+        if len(self.train_set) == 0:
+            raise ValueError(f"cache {self.cache_path} has no {self.train_split!r} pairs to train on")
+        if self.val_split:
+            self.val_set = ECGTextDataset(cache, split=self.val_split)
+            if len(self.val_set) == 0:
+                raise ValueError(f"cache {self.cache_path} has no {self.val_split!r} pairs for validation; "
+                                 "set data.val_split=null to train without validation")
+
+    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        trainer = self.trainer
+        replicas = trainer.world_size if trainer is not None else 1
+        rank = trainer.global_rank if trainer is not None else 0
+        sampler = DistributedSampler(dataset, num_replicas=replicas, rank=rank, shuffle=shuffle,
+                                     seed=self.seed, drop_last=shuffle)
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=self.collate,
+                          num_workers=self.num_workers, drop_last=shuffle,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        # drop_last keeps contrastive batches full (a batch of 1 has no negatives)
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader(self.val_set, shuffle=False) if self.val_set is not None else []

@@ -1,0 +1,152 @@
+"""`melp pretrain`: stage 2, multi-scale ECG-language pretraining on Lightning.
+
+    melp pretrain --config tiny --set data.cache=caches/mimic --set optim.lr=5e-4
+    melp pretrain --config paper --devices 4 --strategy ddp --precision bf16-mixed
+    melp pretrain --config tiny --set output.dir=runs/x --resume        # continue from last.ckpt
+
+The run folder (``output.dir``) receives ``config.yaml`` (the resolved config), ``checkpoints/``
+(``last.ckpt`` every epoch, ``best.ckpt`` on the held-out pretraining pairs), ``logs/`` (CSV and
+TensorBoard) and ``model/``, the final weights as a model folder that ``melp.load`` opens
+(``model_best/`` too when a best checkpoint exists).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+
+from melp.train.config import apply_overrides, load_config, save_config
+
+# command-line flags that are shortcuts for trainer.* keys of the config
+TRAINER_FLAGS = {"devices": "devices", "strategy": "strategy", "num_nodes": "num_nodes",
+                 "accelerator": "accelerator", "precision": "precision"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="tiny", help="training preset name (tiny, paper) or YAML path")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value by dotted path, e.g. optim.lr=2e-4 (repeatable)")
+    parser.add_argument("--out", help="run folder (same as --set output.dir=...)")
+    parser.add_argument("--cache", help="pretraining cache (same as --set data.cache=...)")
+    parser.add_argument("--devices", help="devices per node (int, or 'auto')")
+    parser.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
+    parser.add_argument("--num-nodes", dest="num_nodes", type=int, help="number of nodes")
+    parser.add_argument("--accelerator", help="cpu, gpu, auto, ...")
+    parser.add_argument("--precision", help="32-true, bf16-mixed, 16-mixed, ...")
+    parser.add_argument("--resume", nargs="?", const="last", default=None, metavar="CKPT",
+                        help="resume from the run's checkpoints/last.ckpt (or the given checkpoint)")
+
+
+def resolve_config(args: argparse.Namespace) -> dict:
+    cfg = apply_overrides(load_config(args.config), args.overrides)
+    for flag, key in TRAINER_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            cfg["trainer"][key] = int(value) if flag == "devices" and str(value).isdigit() else value
+    if getattr(args, "out", None):
+        cfg["output"]["dir"] = args.out
+    if getattr(args, "cache", None):
+        cfg["data"]["cache"] = args.cache
+    return cfg
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (extra or {}).items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def build_model(cfg: dict):
+    """The MELP model of a training config: a model preset (or YAML) plus ``model_overrides``."""
+    from melp.models.config import MELPConfig
+    from melp.models.melp import MELP
+
+    base = MELPConfig.from_preset(str(cfg["model"])).to_dict()
+    return MELP(MELPConfig.from_dict(_deep_merge(base, cfg.get("model_overrides") or {})))
+
+
+def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Path:
+    """Train per ``cfg`` and return the run folder (which holds ``model/``)."""
+    import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from melp.train.datamodule import ECGTextDataModule
+    from melp.train.lightning_module import MELPLightning
+
+    run_dir = Path(cfg["output"]["dir"])
+    ckpt_dir = run_dir / "checkpoints"
+    seed = int(cfg.get("seed", 0))
+    L.seed_everything(seed, workers=True, verbose=False)
+
+    model = build_model(cfg)
+    data = cfg["data"]
+    module = MELPLightning(model, cfg["optim"], lead_mask_prob=float(data.get("lead_mask_prob", 0.0)),
+                           seed=seed, config=cfg)
+    datamodule = ECGTextDataModule(data["cache"], model.tokenize, batch_size=data["batch_size"],
+                                   num_workers=data.get("num_workers", 0),
+                                   train_split=data.get("train_split", "train"),
+                                   val_split=data.get("val_split"), seed=seed)
+
+    ck = cfg.get("checkpoint") or {}
+    has_val = bool(data.get("val_split"))
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=ck.get("monitor") if has_val else None,
+                           mode=ck.get("mode", "max"), save_top_k=1 if has_val else 0, save_last=True,
+                           enable_version_counter=False, auto_insert_metric_name=False)
+    callbacks = [best, LearningRateMonitor(logging_interval="step")]
+    if ck.get("every_n_train_steps"):
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=0, save_last=True,
+                                         every_n_train_steps=int(ck["every_n_train_steps"]),
+                                         enable_version_counter=False))
+    t = cfg["trainer"]
+    trainer = L.Trainer(
+        accelerator=t.get("accelerator", "auto"), devices=t.get("devices", 1), num_nodes=t.get("num_nodes", 1),
+        strategy=t.get("strategy", "auto"), precision=t.get("precision", "32-true"),
+        max_epochs=t.get("max_epochs"), max_steps=t.get("max_steps", -1),
+        accumulate_grad_batches=t.get("accumulate_grad_batches", 1),
+        gradient_clip_val=t.get("gradient_clip_val"), log_every_n_steps=t.get("log_every_n_steps", 50),
+        check_val_every_n_epoch=t.get("check_val_every_n_epoch", 1),
+        limit_val_batches=t.get("limit_val_batches", 1.0) if has_val else 0,
+        deterministic=t.get("deterministic", False),
+        num_sanity_val_steps=0,  # the first validation comes at the end of epoch 1
+        use_distributed_sampler=False,  # the datamodule builds its own DistributedSampler
+        callbacks=callbacks, enable_progress_bar=progress,
+        logger=[CSVLogger(run_dir / "logs", name="csv", version=""),
+                TensorBoardLogger(run_dir / "logs", name="tensorboard", version="")],
+        default_root_dir=run_dir,
+    )
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+
+    ckpt_path = None
+    if resume:
+        ckpt_path = ckpt_dir / "last.ckpt" if resume == "last" else Path(resume)
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"cannot resume: checkpoint {ckpt_path} does not exist")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+
+    if trainer.is_global_zero:
+        model.save_pretrained(run_dir / "model")
+        if best.best_model_path and Path(best.best_model_path).is_file():
+            save_from_checkpoint(cfg, best.best_model_path, run_dir / "model_best")
+    trainer.strategy.barrier()
+    return run_dir
+
+
+def save_from_checkpoint(cfg: dict, ckpt_path: str | Path, out_dir: str | Path) -> None:
+    """Write the weights of a Lightning checkpoint as a model folder (loaded without unpickling)."""
+    import torch
+
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
+    model = build_model(cfg)
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+    model.save_pretrained(out_dir)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args)
+    run_dir = pretrain(cfg, resume=args.resume)
+    print(f"model written to {run_dir / 'model'} (open it with melp.load)")
+    return 0
