@@ -1,0 +1,223 @@
+"""`melp demo [--out DIR]`: the whole method, offline, on a laptop, in about a quarter of an hour.
+
+1. simulate a MIMIC-IV-ECG-layout pretraining corpus and PTB-XL- and CinC-layout test sets
+   (``melp.synth.export``), in the real on-disk layouts;
+2. build their caches through the real adapters (the ``melp prepare`` code path);
+3. stage 1: masked-LM adaptation of the text model on the corpus' reports (short);
+4. stage 2: MELP pretraining of the ``tiny`` model on Lightning;
+5. evaluate on the held-out simulated sets: zero-shot (class descriptions worded differently from the
+   simulator's statements), linear probe at 1/10/100% of the training split, ECG->report retrieval;
+   zero-shot on the real LUDB records when ``MELP_REAL_DATA`` or ``../shared/data`` holds ``ludb/``;
+6. write ``results.json``, ``results.md`` and plots (training curves, ROC curves, a 12-lead example
+   with its generated report) into the run folder, and print the summary table.
+
+Sizes live in ``melp/configs/demo.yaml`` (``full``, and ``quick`` for smoke tests).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import yaml
+
+from melp.train.config import apply_overrides, load_config
+
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+ZEROSHOT_TASKS = ("ptbxl-super", "ptbxl-sub", "ptbxl-form", "ptbxl-rhythm")
+HEADLINE_TASK = "ptbxl-super"  # results.json zeroshot.macro_auroc and probe.* are on this task
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
+    parser.add_argument("--quick", action="store_true", help="micro sizes: a smoke test of every step")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a demo size, e.g. pretrain_records=2000 or stage2.trainer.max_epochs=4")
+    parser.add_argument("--real-data", default=None,
+                        help="folder holding ludb/ (default: $MELP_REAL_DATA, else ../shared/data)")
+
+
+def demo_settings(quick: bool, overrides: list[str] | None = None) -> dict:
+    scales = yaml.safe_load(DEMO_CONFIG.read_text())
+    settings = scales["quick" if quick else "full"]
+    # stage overrides hold dotted keys already: split "stage2.trainer.max_epochs=4" at the first dot only
+    plain, staged = [], []
+    for item in overrides or []:
+        (staged if item.split("=", 1)[0].split(".", 1)[0] in ("stage1", "stage2") else plain).append(item)
+    settings = apply_overrides(settings, plain)
+    for item in staged:
+        key, value = item.split("=", 1)
+        stage, inner = key.split(".", 1)
+        settings[stage][inner] = yaml.safe_load(value)
+    return settings
+
+
+def find_real_data(explicit: str | None) -> Path | None:
+    """The folder holding ``ludb/``: --real-data, $MELP_REAL_DATA, or ../shared/data (CWD or repo)."""
+    candidates = [explicit, os.environ.get("MELP_REAL_DATA"), Path.cwd().parent / "shared" / "data",
+                  Path(__file__).resolve().parents[3].parent / "shared" / "data"]
+    for c in candidates:
+        if c and (Path(c) / "ludb").is_dir():
+            return Path(c)
+    return None
+
+
+class Steps:
+    """Prints each step with its wall time, and keeps the timings for results.json."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.times: dict[str, float] = {}
+
+    def run(self, name: str, fn, *args, **kwargs):
+        print(f"\n== {name}", flush=True)
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.times[name] = round(time.perf_counter() - t0, 1)
+        print(f"== {name}: {self.times[name]:.0f} s", flush=True)
+        return out
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def simulate(out: Path, s: dict, seed: int) -> dict[str, Path]:
+    from melp import synth
+
+    roots = {"mimic-iv-ecg": out / "data" / "mimic-iv-ecg", "ptbxl": out / "data" / "ptbxl",
+             "cinc": out / "data" / "cinc"}
+    sizes = {"mimic-iv-ecg": s["pretrain_records"], "ptbxl": s["ptbxl_records"], "cinc": s["cinc_records"]}
+    for i, (fmt, root) in enumerate(roots.items()):
+        synth.export(fmt, root, n=int(sizes[fmt]), seed=seed + 1000 * (i + 1))  # disjoint seeds per set
+    return roots
+
+
+def build_caches(out: Path, roots: dict[str, Path], preprocess) -> dict[str, Path]:
+    from melp.data.adapters import get_adapter
+    from melp.data.cache import build_cache
+
+    caches = {}
+    for name, root in roots.items():
+        caches[name] = out / "cache" / name
+        summary = build_cache(get_adapter(name), root, caches[name], preprocess, workers=1, overwrite=True)
+        print(f"{name}: {summary.get('records', '?')} records cached, {summary.get('rejected', 0)} rejected")
+    return caches
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def stage1(out: Path, cache: Path, s: dict, seed: int) -> Path:
+    from melp.train.text_pretrain import pretrain_text
+
+    cfg = load_config("text_tiny")
+    cfg = apply_overrides(cfg, [f"{k}={v}" for k, v in (s.get("stage1") or {}).items()])
+    cfg["seed"] = seed
+    cfg["data"]["caches"] = [str(cache)]
+    cfg["output"]["dir"] = str(out / "text_model")
+    log = pretrain_text(cfg)
+    if log.get("heldout_mlm_loss_before") is not None:
+        print(f"held-out MLM loss {log['heldout_mlm_loss_before']:.3f} -> {log['heldout_mlm_loss_after']:.3f}")
+    return out / "text_model"
+
+
+def stage2(out: Path, cache: Path, text_model: Path, s: dict, seed: int) -> Path:
+    from melp.train.pretrain import pretrain
+
+    cfg = load_config("tiny")
+    cfg = apply_overrides(cfg, [f"{k}={v}" for k, v in (s.get("stage2") or {}).items()])
+    cfg["seed"] = seed
+    cfg["data"]["cache"] = str(cache)
+    cfg["output"]["dir"] = str(out / "pretrain")
+    cfg.setdefault("model_overrides", {}).setdefault("text", {})["source"] = str(text_model.resolve())
+    return pretrain(cfg)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def evaluate(out: Path, model, caches: dict[str, Path], s: dict, real_data: Path | None) -> dict:
+    from melp.data.cache import ECGCache
+    from melp.eval.probe import evaluate_probe
+    from melp.eval.retrieval import evaluate_retrieval
+    from melp.eval.zeroshot import evaluate_zeroshot, write_zeroshot
+
+    n_boot = int(s.get("bootstrap", 200))
+    ptbxl = ECGCache(caches["ptbxl"])
+    results: dict = {"zeroshot": {}, "probe": {}, "retrieval": {}}
+
+    for task in ZEROSHOT_TASKS:
+        try:
+            r = evaluate_zeroshot(model, ptbxl, task, n_boot=n_boot)
+        except ValueError as err:  # e.g. a task without any described class in a micro set
+            print(f"zero-shot {task}: skipped ({err})")
+            continue
+        write_zeroshot(out / "eval" / f"zeroshot-{task}", r)
+        results["zeroshot"][task] = r["macro_auroc"]
+    results["zeroshot"]["macro_auroc"] = results["zeroshot"].get(HEADLINE_TASK)
+    cinc = ECGCache(caches["cinc"])
+    try:
+        r = evaluate_zeroshot(model, cinc, "cinc", n_boot=n_boot)
+        write_zeroshot(out / "eval" / "zeroshot-cinc", r)
+        results["zeroshot"]["cinc"] = r["macro_auroc"]
+    except ValueError as err:
+        print(f"zero-shot cinc: skipped ({err})")
+
+    for fraction in s["probe_fractions"]:
+        r = evaluate_probe(model, ptbxl, HEADLINE_TASK, fraction=float(fraction))
+        results["probe"][str(float(fraction))] = r["macro_auroc"]
+
+    r = evaluate_retrieval(model, ECGCache(caches["mimic-iv-ecg"]), split="test")
+    results["retrieval"] = {"ecg_to_report_r1": r["ecg_to_report"]["r1"], "ecg_to_report_r5": r["ecg_to_report"]["r5"],
+                            "ecg_to_report_r10": r["ecg_to_report"]["r10"],
+                            "report_to_ecg_r10": r["report_to_ecg"]["r10"], "n": r["n"],
+                            "chance_r10": min(1.0, 10 / max(1, r["n"]))}
+
+    if real_data is not None and s.get("ludb", True):
+        r = evaluate_zeroshot(model, str(real_data / "ludb"), "ludb", n_boot=n_boot)
+        write_zeroshot(out / "eval" / "zeroshot-ludb", r)
+        results["ludb"] = {"zeroshot_macro_auroc": r["macro_auroc"], "n": r["n"], "root": str(real_data / "ludb")}
+    return results
+
+
+# ----------------------------------------------------------------------------- command
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    import melp
+    from melp.models.config import MELPConfig
+
+    s = demo_settings(args.quick, args.overrides)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = Steps()
+    preprocess = MELPConfig.from_preset("tiny").preprocess
+
+    roots = steps.run("simulate", simulate, out, s, args.seed)
+    caches = steps.run("prepare caches", build_caches, out, roots, preprocess)
+    text_model = steps.run("stage 1: text masked LM", stage1, out, caches["mimic-iv-ecg"], s, args.seed)
+    run_dir = steps.run("stage 2: MELP pretraining", stage2, out, caches["mimic-iv-ecg"], text_model, s, args.seed)
+    model_dir = run_dir / "model"
+    model = melp.load(model_dir)
+    model.eval()
+    real = find_real_data(args.real_data)
+    results = steps.run("evaluate", evaluate, out, model, caches, s, real)
+    from melp.train import demo_report
+
+    steps.run("plots", demo_report.plots, out, run_dir, model, caches)
+    results.update(elapsed_seconds=round(steps.elapsed, 1), model_dir=str(model_dir.resolve()),
+                   step_seconds=steps.times, settings=s, quick=bool(args.quick))
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = demo_report.summary_markdown(results)
+    (out / "results.md").write_text(table)
+    print("\n" + table)
+    print(f"results in {out}/results.json, results.md and plots/")
+    return 0

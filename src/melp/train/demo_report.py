@@ -1,0 +1,132 @@
+"""The demo's outputs besides the numbers: the plots and the summary table.
+
+- ``plots/training_curves.png``: the stage-2 loss terms per step and the validation metrics per epoch,
+  read back from the run's CSV log;
+- ``plots/roc_<task>.png``: copies of the zero-shot ROC curves the evaluation wrote;
+- ``plots/example_12lead.png``: one held-out PTB-XL-layout ECG with its reference and generated report.
+"""
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def training_curves(run_dir: Path, path: Path) -> Path | None:
+    """Loss terms (train, per logged step) and validation loss/recall (per epoch)."""
+    log = Path(run_dir) / "logs" / "csv" / "metrics.csv"
+    if not log.is_file():
+        return None
+    m = pd.read_csv(log)
+    plt = _pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for col in ("train/loss", "train/global", "train/caption", "train/local"):
+        if col in m:
+            rows = m.dropna(subset=[col])
+            ax1.plot(rows["step"], rows[col], label=col.split("/")[1], lw=1)
+    ax1.set(xlabel="optimiser step", ylabel="loss", title="stage 2: training losses")
+    ax1.legend(fontsize=8)
+    for col in ("val/loss", "val/global"):
+        if col in m:
+            rows = m.dropna(subset=[col])
+            ax2.plot(rows["step"], rows[col], "o-", label=col, lw=1)
+    ax2.set(xlabel="optimiser step", ylabel="held-out loss", title="validation (held-out pretraining pairs)")
+    right = ax2.twinx()
+    for col in ("val/ecg2report_r1", "val/ecg2report_r10"):
+        if col in m:
+            rows = m.dropna(subset=[col])
+            right.plot(rows["step"], rows[col], "s--", label=col, lw=1)
+    right.set(ylabel="recall", ylim=(0, 1.05))
+    lines = ax2.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    labels = ax2.get_legend_handles_labels()[1] + right.get_legend_handles_labels()[1]
+    ax2.legend(lines, labels, fontsize=8, loc="center right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def example_ecg(model, cache_dir: Path, path: Path) -> Path:
+    """A held-out ECG drawn as 12 leads, titled with its reference and generated reports."""
+    from melp.data.cache import ECGCache
+    from melp.data.leads import CANONICAL_LEADS
+
+    cache = ECGCache(cache_dir)
+    index = cache.index.reset_index(drop=True)
+    test = np.flatnonzero(index["split"].to_numpy() == "test")
+    i = int(test[0]) if len(test) else 0
+    signal = cache.signal(i)
+    fs = cache.preprocess.fs
+    generated = model.generate(signal[None], fs=fs)[0]
+    reference = str(index["report"].iloc[i]) if "report" in index else ""
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(6, 2, figsize=(12, 9), sharex=True)
+    t = np.arange(signal.shape[1]) / fs
+    for lead, ax in enumerate(axes.T.flat):  # I..aVF down the left column, V1..V6 down the right
+        ax.plot(t, signal[lead], color="k", lw=0.6)
+        ax.set_ylabel(CANONICAL_LEADS[lead], rotation=0, labelpad=15)
+        ax.grid(True, color="#f4a0a0", lw=0.4)
+    for ax in axes[-1]:
+        ax.set_xlabel("s")
+    wrap = lambda s: "\n".join(textwrap.wrap(s, 110))  # noqa: E731
+    fig.suptitle(f"record {index['record_id'].iloc[i]} (mV)\nreference: {wrap(reference)}\n"
+                 f"generated: {wrap(generated)}", fontsize=9, ha="left", x=0.02)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plots(out: Path, run_dir: Path, model, caches: dict) -> list[Path]:
+    out = Path(out)
+    written = [training_curves(run_dir, out / "plots" / "training_curves.png")]
+    for roc in sorted((out / "eval").glob("zeroshot-*/roc.png")):
+        target = out / "plots" / f"roc_{roc.parent.name.removeprefix('zeroshot-')}.png"
+        shutil.copyfile(roc, target)
+        written.append(target)
+    written.append(example_ecg(model, caches["ptbxl"], out / "plots" / "example_12lead.png"))
+    return [p for p in written if p is not None]
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def summary_markdown(results: dict) -> str:
+    """The table printed at the end of the demo and written as results.md."""
+    zs, probe, ret = results.get("zeroshot", {}), results.get("probe", {}), results.get("retrieval", {})
+    rows = [("zero-shot macro AUROC, simulated PTB-XL super (test folds)", _pct(zs.get("macro_auroc")), ">= 90")]
+    rows += [(f"zero-shot macro AUROC, simulated {k}", _pct(v), "")
+             for k, v in zs.items() if k not in ("macro_auroc", "ptbxl-super")]
+    rows += [(f"linear probe macro AUROC, PTB-XL super, {float(k) * 100:g}% of train", _pct(v),
+              ">= 95" if float(k) == 1.0 else "") for k, v in probe.items()]
+    if ret:
+        rows.append((f"ECG->report recall@10, {ret.get('n')} held-out pairs (chance {_pct(ret.get('chance_r10'))})",
+                     _pct(ret.get("ecg_to_report_r10")), "well above chance"))
+        rows.append(("ECG->report recall@1", _pct(ret.get("ecg_to_report_r1")), ""))
+    if "ludb" in results:
+        rows.append((f"zero-shot macro AUROC, real LUDB ({results['ludb'].get('n')} records)",
+                     _pct(results["ludb"]["zeroshot_macro_auroc"]), ""))
+    lines = ["# melp demo results", "",
+             f"Wall time: {results.get('elapsed_seconds', 0) / 60:.1f} min "
+             f"(steps: {', '.join(f'{k} {v:.0f} s' for k, v in results.get('step_seconds', {}).items())}).",
+             f"Model folder: `{results.get('model_dir')}`", "",
+             "| measure | value (%) | target |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    lines += ["", "Plots: plots/training_curves.png, plots/roc_*.png, plots/example_12lead.png"]
+    return "\n".join(lines) + "\n"
