@@ -1,0 +1,51 @@
+"""Multi-head attention on PyTorch's fused scaled_dot_product_attention, shared by every block.
+
+One module serves self-attention (optionally causal, with a key/value cache for generation) and
+cross-attention (queries from ``x``, keys/values from a context of another width).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int, kv_dim: int | None = None, dropout: float = 0.0):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"attention width {dim} is not divisible by {heads} heads")
+        self.heads, self.dropout = heads, dropout
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(kv_dim or dim, dim)
+        self.v = nn.Linear(kv_dim or dim, dim)
+        self.out = nn.Linear(dim, dim)
+
+    def _split(self, x: Tensor) -> Tensor:  # (B, T, D) -> (B, H, T, D/H)
+        return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)
+
+    def project_kv(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        return self._split(self.k(context)), self._split(self.v(context))
+
+    def forward(self, x: Tensor, context: Tensor | None = None, causal: bool = False,
+                kv: tuple[Tensor, Tensor] | None = None, cache: dict | None = None) -> Tensor:
+        """``context``: cross-attention source (default: ``x``). ``kv``: precomputed context keys and
+        values (cross-attention during generation). ``cache``: a dict that accumulates this layer's
+        self-attention keys/values across calls, so each generation step feeds only new tokens."""
+        q = self._split(self.q(x))
+        if kv is not None:
+            k, v = kv
+        else:
+            k, v = self.project_kv(x if context is None else context)
+        if cache is not None:
+            if "k" in cache:
+                k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
+            cache["k"], cache["v"] = k, v
+        mask = None
+        if causal and q.shape[2] > 1:
+            # queries are the last q.shape[2] positions of the k.shape[2] keys
+            t_q, t_k = q.shape[2], k.shape[2]
+            mask = torch.ones(t_q, t_k, dtype=torch.bool, device=x.device).tril(diagonal=t_k - t_q)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        return self.out(y.transpose(1, 2).flatten(2))

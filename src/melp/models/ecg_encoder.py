@@ -1,0 +1,118 @@
+"""The ECG encoder (DESIGN 1.1), wav2vec 2.0 style.
+
+(B, 12, n) -> conv feature extractor -> LayerNorm -> Linear -> dropout -> + convolutional position
+embedding -> LayerNorm -> post-LN transformer layers -> (B, frames, width).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import weight_norm
+
+from melp.models.attention import Attention
+from melp.models.config import ECGEncoderConfig
+
+
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward; multiplies the gradient by ``scale`` backward (wav2vec 2.0's GradMultiply)."""
+
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.scale, None
+
+
+class FeatureExtractor(nn.Module):
+    """Strided 1-D convolutions without bias, GELU after each, GroupNorm after the first only."""
+
+    def __init__(self, cfg: ECGEncoderConfig):
+        super().__init__()
+        layers, channels = [], cfg.in_channels
+        for i, (k, s) in enumerate(zip(cfg.conv_kernels, cfg.conv_strides)):
+            block = [nn.Conv1d(channels, cfg.conv_dim, k, stride=s, bias=False)]
+            if i == 0:
+                block.append(nn.GroupNorm(cfg.conv_dim, cfg.conv_dim))
+            block.append(nn.GELU())
+            layers.append(nn.Sequential(*block))
+            channels = cfg.conv_dim
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
+class PositionalConv(nn.Module):
+    """Weight-normalised grouped convolution over frames; even kernels give one extra frame, dropped."""
+
+    def __init__(self, width: int, kernel: int, groups: int):
+        super().__init__()
+        conv = nn.Conv1d(width, width, kernel, padding=kernel // 2, groups=groups)
+        nn.init.normal_(conv.weight, mean=0.0, std=(4.0 / (kernel * width)) ** 0.5)  # wav2vec 2.0 init
+        nn.init.zeros_(conv.bias)
+        self.conv = weight_norm(conv, name="weight", dim=2)
+        self.trim = kernel % 2 == 0
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, T, D)
+        y = self.conv(x.transpose(1, 2))
+        if self.trim:
+            y = y[..., :-1]
+        return F.gelu(y).transpose(1, 2)
+
+
+class EncoderLayer(nn.Module):
+    """Post-LN transformer layer: x = LN(x + attn(x)); x = LN(x + FFN(x))."""
+
+    def __init__(self, width: int, heads: int, ffn_dim: int, dropout: float):
+        super().__init__()
+        self.attn = Attention(width, heads, dropout=dropout)
+        self.norm1 = nn.LayerNorm(width)
+        self.ffn = nn.Sequential(nn.Linear(width, ffn_dim), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(ffn_dim, width))
+        self.norm2 = nn.LayerNorm(width)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.norm1(x + self.drop(self.attn(x)))
+        return self.norm2(x + self.drop(self.ffn(x)))
+
+
+class ECGEncoder(nn.Module):
+    def __init__(self, cfg: ECGEncoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.features = FeatureExtractor(cfg)
+        self.feature_norm = nn.LayerNorm(cfg.conv_dim)
+        self.proj = nn.Linear(cfg.conv_dim, cfg.width)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.pos_conv = PositionalConv(cfg.width, cfg.pos_conv_kernel, cfg.pos_conv_groups)
+        self.norm = nn.LayerNorm(cfg.width)
+        self.layers = nn.ModuleList(
+            EncoderLayer(cfg.width, cfg.heads, cfg.ffn_dim, cfg.dropout) for _ in range(cfg.layers))
+
+    @property
+    def width(self) -> int:
+        return self.cfg.width
+
+    def n_frames(self, n_samples: int) -> int:
+        for k, s in zip(self.cfg.conv_kernels, self.cfg.conv_strides):
+            n_samples = (n_samples - k) // s + 1
+        return n_samples
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, 12, n) normalised ECG -> (B, frames, width) token features."""
+        if x.dim() != 3 or x.shape[1] != self.cfg.in_channels:
+            raise ValueError(f"ECG encoder expects (B, {self.cfg.in_channels}, n), got {tuple(x.shape)}")
+        h = self.features(x)
+        if self.training and self.cfg.feature_grad_scale != 1.0:
+            h = _ScaleGrad.apply(h, self.cfg.feature_grad_scale)
+        h = self.drop(self.proj(self.feature_norm(h.transpose(1, 2))))
+        h = self.norm(h + self.pos_conv(h))
+        h = self.drop(h)
+        for layer in self.layers:
+            h = layer(h)
+        return h

@@ -1,0 +1,245 @@
+"""The MELP model: ECG encoder + attentional poolers + causal text encoder + caption decoder.
+
+``model(ecg, tokens)`` gives the three-level training loss (DESIGN 1.5). On raw signals a model
+applies its own saved preprocessing: ``embed_ecg``, ``ecg_features``, ``embed_text``, ``zero_shot``,
+``generate``. ``save_pretrained(dir)`` / ``load(dir)`` move a model as a plain folder (JSON config,
+safetensors weights, the HF text model with its tokenizer, preprocess.json): no pickle, no network.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from melp.data.preprocess import PreprocessConfig, preprocess
+from melp.losses import LossWeights, MultiScaleLoss
+from melp.models.config import MELPConfig
+from melp.models.decoder import CaptionDecoder
+from melp.models.ecg_encoder import ECGEncoder
+from melp.models.poolers import AttentionalPooler
+from melp.models.text_encoder import TextEncoder, quiet_hf
+
+CONFIG_FILE, WEIGHTS_FILE, TEXT_DIR, PREPROCESS_FILE = "config.json", "model.safetensors", "text_model", "preprocess.json"
+TEXT_PREFIX = "text_encoder.model."  # these weights live in text_model/, not in model.safetensors
+
+
+class MELP(nn.Module):
+    def __init__(self, config: MELPConfig):
+        super().__init__()
+        self.config = config
+        ecg_width, dim, dec, pools = config.ecg.width, config.embed_dim, config.decoder, config.poolers
+        self.ecg_encoder = ECGEncoder(config.ecg)
+        self.text_encoder = TextEncoder(config.text, dim)
+        # token level: caption-pooled ECG tokens feed the decoder
+        self.caption_pooler = AttentionalPooler(dec.width, ecg_width, pools.caption_heads, pools.caption_queries)
+        self.caption_norm = nn.LayerNorm(dec.width)
+        # beat level: n_beats pooled embeddings; rhythm level: their mean
+        self.beat_pooler = AttentionalPooler(dim, ecg_width, pools.beat_heads, pools.n_beats)
+        self.beat_norm = nn.LayerNorm(dim)
+        self.beat_proj = nn.Parameter(torch.randn(dim, dim) * dim ** -0.5)
+        vocab = self.text_encoder.model.get_input_embeddings().num_embeddings
+        self.decoder = CaptionDecoder(self.text_encoder.hidden_size, dec.width, dec.layers, dec.heads,
+                                      dec.mlp_ratio, context_dim=dec.width, vocab_size=vocab)
+        lc = config.loss
+        self.loss_fn = MultiScaleLoss(LossWeights(lc.global_weight, lc.caption_weight, lc.local_weight),
+                                      t1=lc.t1, t2=lc.t2, t3=lc.t3)
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_preset(cls, name: str, text_source: str | None = None) -> "MELP":
+        """``tiny``, ``paper``, ``base`` or ``large`` (or a YAML path); ``text_source`` overrides the
+        text model folder (e.g. a stage-1 output)."""
+        config = MELPConfig.from_preset(name)
+        if text_source is not None:
+            config.text.source = str(text_source)
+        return cls(config)
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | Path, device: str | torch.device = "cpu") -> "MELP":
+        return load(model_dir, device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def logit_scale(self) -> nn.Module:
+        """The learnable temperature (``.log_scale`` parameter; call it for the clamped scale)."""
+        return self.loss_fn.logit_scale
+
+    # ------------------------------------------------------------------ the two towers
+
+    def tokenize(self, reports: list[str]) -> dict[str, Tensor]:
+        return self.text_encoder.tokenize(reports)
+
+    def encode_ecg(self, x: Tensor) -> dict[str, Tensor]:
+        """Preprocessed (B, 12, n) -> ``embedding`` (B, D) L2-normalised, ``beats`` (B, n_beats, D),
+        ``features`` (B, D) linear-probe features, ``tokens`` (B, queries, decoder width)."""
+        h = self.ecg_encoder(x)
+        beats_normed = self.beat_norm(self.beat_pooler(h))
+        beats = beats_normed @ self.beat_proj
+        return {"embedding": F.normalize(beats.mean(dim=1), dim=-1), "beats": beats,
+                "features": beats_normed.mean(dim=1), "tokens": self.caption_norm(self.caption_pooler(h))}
+
+    def encode_text(self, tokens: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``embedding`` (B, D) L2-normalised, ``states``, ``sentences`` (B, S, D), ``sentence_mask``."""
+        device = self.device
+        return self.text_encoder({k: v.to(device) for k, v in tokens.items()})
+
+    def forward(self, ecg: Tensor, tokens: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Normalised ECG (B, 12, n) and ``tokenize`` output -> ``loss``, ``loss_global``,
+        ``loss_caption``, ``loss_local``, ``logit_scale``."""
+        e = self.encode_ecg(ecg)
+        t = self.encode_text(tokens)
+        ids, mask = tokens["input_ids"].to(ecg.device), tokens["attention_mask"].to(ecg.device)
+        # token states 0..L-2 predict ids 1..L-1; padding is no target
+        targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+        logits, targets = self.decoder(t["states"][:, :-1], e["tokens"], targets)
+        return self.loss_fn(e["embedding"], t["embedding"], logits, targets,
+                            e["beats"], t["sentences"], t["sentence_mask"])
+
+    # ------------------------------------------------------------------ raw signals in, numbers out
+
+    @contextlib.contextmanager
+    def _inference(self):
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.train(was_training)
+
+    def _windows(self, x, fs: float) -> tuple[Tensor, np.ndarray]:
+        """Raw (N, 12, T) mV (or a list of (12, T_i)) -> preprocessed windows (W, 12, n) and, per
+        window, the index of its record."""
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().numpy()
+        if isinstance(x, np.ndarray):
+            if x.ndim == 2:
+                x = x[None]
+            if x.ndim != 3:
+                raise ValueError(f"expected ECGs of shape (N, 12, T), got {x.shape}")
+        windows, owner = [], []
+        for i, signal in enumerate(x):
+            signal = np.asarray(signal)
+            if signal.ndim != 2 or signal.shape[0] != self.config.ecg.in_channels:
+                raise ValueError(f"ECG {i}: expected ({self.config.ecg.in_channels}, T) in canonical lead "
+                                 f"order, got shape {signal.shape}")
+            w = preprocess(signal, fs, self.config.preprocess)
+            windows.append(w)
+            owner += [i] * len(w)
+        if not windows:
+            raise ValueError("no ECG given")
+        return torch.from_numpy(np.concatenate(windows)), np.asarray(owner)
+
+    def _encode_raw(self, x, fs: float, batch_size: int) -> dict[str, Tensor]:
+        windows, owner = self._windows(x, fs)
+        parts = []
+        with self._inference():
+            for start in range(0, len(windows), batch_size):
+                out = self.encode_ecg(windows[start:start + batch_size].to(self.device))
+                parts.append((out["embedding"].cpu(), out["features"].cpu()))
+        emb = torch.cat([p[0] for p in parts])
+        feats = torch.cat([p[1] for p in parts])
+        # records with several windows: average over their windows
+        n = int(owner.max()) + 1
+        index = torch.from_numpy(owner)
+        counts = torch.bincount(index, minlength=n).clamp(min=1)[:, None].float()
+        emb = torch.zeros(n, emb.shape[1]).index_add_(0, index, emb) / counts
+        feats = torch.zeros(n, feats.shape[1]).index_add_(0, index, feats) / counts
+        return {"embedding": F.normalize(emb, dim=-1), "features": feats}
+
+    def embed_ecg(self, x, fs: float = 500, batch_size: int = 64) -> np.ndarray:
+        """Raw (N, 12, T) mV, canonical leads, any rate and length -> (N, D) L2-normalised embeddings."""
+        return self._encode_raw(x, fs, batch_size)["embedding"].numpy()
+
+    def ecg_features(self, x, fs: float = 500, batch_size: int = 64) -> np.ndarray:
+        """Raw (N, 12, T) mV -> (N, D) linear-probe features (beat pooler LayerNorm, mean over beats)."""
+        return self._encode_raw(x, fs, batch_size)["features"].numpy()
+
+    def embed_text(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
+        """Reports or class descriptions -> (N, D) L2-normalised embeddings."""
+        if isinstance(texts, str):
+            raise TypeError("embed_text expects a list of strings")
+        out = []
+        with self._inference():
+            for start in range(0, len(texts), batch_size):
+                out.append(self.encode_text(self.tokenize(list(texts[start:start + batch_size])))["embedding"].cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, self.config.embed_dim), np.float32)
+
+    def zero_shot(self, x, class_descriptions, fs: float = 500) -> np.ndarray:
+        """(N, C) cosine similarity of each ECG with each class. ``class_descriptions``: a list with one
+        entry per class, or a dict class -> entry; an entry is a string or a list of paraphrases (their
+        normalised embeddings are averaged)."""
+        entries = list(class_descriptions.values()) if isinstance(class_descriptions, dict) else list(class_descriptions)
+        prompts = [[e] if isinstance(e, str) else list(e) for e in entries]
+        if not prompts or any(not p for p in prompts):
+            raise ValueError("zero_shot needs at least one class and one description per class")
+        flat = self.embed_text([p for group in prompts for p in group])
+        bounds = np.cumsum([0] + [len(p) for p in prompts])
+        classes = np.stack([flat[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])])
+        classes /= np.linalg.norm(classes, axis=1, keepdims=True).clip(1e-12)
+        return self.embed_ecg(x, fs) @ classes.T
+
+    def generate(self, x, fs: float = 500, beams: int = 3, max_len: int | None = None,
+                 batch_size: int = 16) -> list[str]:
+        """Reports generated by beam search (``beams=1``: greedy) from the first window of each ECG."""
+        from melp.models.generation import generate_ids
+
+        windows, owner = self._windows(x, fs)
+        first = np.unique(owner, return_index=True)[1]
+        windows = windows[torch.from_numpy(first)]
+        texts = []
+        with self._inference():
+            for start in range(0, len(windows), batch_size):
+                ids = generate_ids(self, windows[start:start + batch_size].to(self.device), beams=beams,
+                                   max_len=max_len or self.config.text.max_length)
+                texts += self.text_encoder.tokenizer.batch_decode(ids, skip_special_tokens=True,
+                                                                  clean_up_tokenization_spaces=True)
+        return [t.strip() for t in texts]
+
+    # ------------------------------------------------------------------ the model folder
+
+    def save_pretrained(self, model_dir: str | Path) -> Path:
+        model_dir = Path(model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        config = self.config.to_dict()
+        config["text"]["source"] = TEXT_DIR  # relative: the folder can move
+        (model_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        self.config.preprocess.save(model_dir / PREPROCESS_FILE)
+        with quiet_hf():
+            self.text_encoder.model.save_pretrained(model_dir / TEXT_DIR)
+        self.text_encoder.tokenizer.save_pretrained(model_dir / TEXT_DIR)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith(TEXT_PREFIX)}
+        save_file(state, str(model_dir / WEIGHTS_FILE), metadata={"format": "pt"})
+        return model_dir
+
+
+def load(model_dir: str | Path, device: str | torch.device = "cpu") -> MELP:
+    """A folder written by ``save_pretrained`` -> MELP in eval mode. No network, no pickle."""
+    model_dir = Path(model_dir)
+    for name in (CONFIG_FILE, WEIGHTS_FILE, PREPROCESS_FILE, TEXT_DIR):
+        if not (model_dir / name).exists():
+            raise FileNotFoundError(f"{model_dir} is not a MELP model folder: {name} is missing")
+    try:
+        config = MELPConfig.from_dict(json.loads((model_dir / CONFIG_FILE).read_text()))
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{model_dir / CONFIG_FILE}: {e}") from e
+    config.text.source = str(model_dir / TEXT_DIR)
+    config.preprocess = PreprocessConfig.load(model_dir / PREPROCESS_FILE)
+    model = MELP(config)
+    state = load_file(str(model_dir / WEIGHTS_FILE))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(TEXT_PREFIX)]
+    if missing or unexpected:
+        raise ValueError(f"{model_dir / WEIGHTS_FILE} does not match config.json: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    return model.to(device).eval()
