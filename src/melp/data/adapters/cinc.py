@@ -23,6 +23,10 @@ def _sph_rows(metadata: Path, root: Path):
     if "ECG_ID" not in table.columns or not table["ECG_ID"].str.endswith(".h5").any():
         return [], []  # some other metadata file
     rows, rejects = [], []
+    listed = {str(v).strip() for v in table["ECG_ID"]}
+    for h5 in sorted(metadata.parent.glob("*.h5")):
+        if h5.name not in listed:
+            rejects.append((str(h5.relative_to(root).with_suffix("")), f"{h5} has no row in {metadata} (no labels)"))
     for rec in table.to_dict("records"):
         h5 = metadata.parent / str(rec["ECG_ID"]).strip()
         record_id = str(h5.relative_to(root).with_suffix(""))
