@@ -98,6 +98,30 @@ def test_microvolt_header_is_converted_to_millivolts(tmp_path):
     np.testing.assert_allclose(record.signal, reference.T / 1000.0, atol=1e-6)
 
 
+def _recode_format_16(base, fmt):
+    """wfdb cannot write formats 61 and 160: recode a format-16 record by hand (wfdb reads both)."""
+    dat, hea = base.with_suffix(".dat"), base.with_suffix(".hea")
+    values = np.fromfile(dat, dtype="<i2")
+    recoded = values.astype(">i2") if fmt == "61" else (values.astype(np.int32) + 32768).astype("<u2")
+    recoded.tofile(dat)
+    lines = hea.read_text().splitlines()
+    hea.write_text("\n".join([lines[0]] + [line.replace(".dat 16 ", f".dat {fmt} ", 1) for line in lines[1:]]) + "\n")
+
+
+@pytest.mark.parametrize("fmt", ["80", "160", "24", "32", "61"])
+def test_other_numpy_formats_match_rdsamp(tmp_path, fmt):
+    d = digital_signal(seed=8)
+    if fmt == "80":
+        d = (d // 16).astype(np.int16)  # 8-bit range
+    base = write_wfdb(tmp_path, f"f{fmt}", d, MIMIC_ORDER, fmt=fmt if fmt in ("80", "24", "32") else "16")
+    if fmt in ("61", "160"):
+        _recode_format_16(base, fmt)
+    record = read_record(base)
+    np.testing.assert_allclose(record.signal, expected_mv(d, MIMIC_ORDER), atol=1e-6)
+    reference, _ = wfdb.rdsamp(str(base))
+    np.testing.assert_allclose(record.signal[0], reference[:, 0], atol=1e-6)
+
+
 def test_format_212_goes_through_wfdb(tmp_path):
     d = (digital_signal(seed=3) // 16).astype(np.int16)  # 12-bit range
     base = write_wfdb(tmp_path, "f212", d, MIMIC_ORDER, fmt="212")
@@ -156,6 +180,18 @@ def test_truncated_dat_is_rejected_naming_expected_and_found_sizes(tmp_path):
     dat.write_bytes(dat.read_bytes()[: 12 * 2 * 600 + 5])
     with pytest.raises(RecordError, match=r"trunc\.dat: truncated.*24000 bytes.*14405.*600 whole samples"):
         read_record(base)
+
+
+def test_corrupted_samples_fail_the_header_checksum(tmp_path):
+    base = write_wfdb(tmp_path, "flip", digital_signal(), CANONICAL_LEADS)
+    dat = tmp_path / "flip.dat"
+    raw = bytearray(dat.read_bytes())
+    raw[2 * 12 * 500 + 2 * 3 + 1] ^= 0x10  # one byte of lead aVR at sample 500
+    dat.write_bytes(bytes(raw))
+    record = read_record(base)
+    assert any("['aVR'] do not match the header's checksums" in note for note in record.meta["notes"])
+    with pytest.raises(RecordError, match=r"flip\.hea: samples of \['aVR'\].*checksums"):
+        read_record(base, strict=True)
 
 
 def test_trailing_bytes_beyond_the_header_length_are_noted(tmp_path):

@@ -19,6 +19,7 @@ Policy on damaged input (every repair is written to ``meta["notes"]``, nothing h
 - non-finite samples (NaN/inf, and the WFDB "invalid sample" codes that wfdb turns into NaN):
   a lead with more than ``MAX_FILL_FRACTION`` of them counts as missing; fewer are filled by linear
   interpolation and counted in ``meta["filled_samples"]`` (``strict=True`` rejects instead);
+- samples that disagree with the header's checksums are noted (``strict=True`` rejects them);
 - an all-constant (flat) lead is listed in ``meta["flat_leads"]`` (``strict=True`` rejects it):
   a flat lead is still a valid record for the other eleven, so the caller decides.
 
@@ -175,6 +176,7 @@ class _SignalSpec:
     baseline: int
     units: str
     name: str
+    checksum: int | None  # 16-bit sum of the digital samples, when the header gives it
 
 
 @dataclasses.dataclass
@@ -223,6 +225,7 @@ def _parse_header(header_path: Path) -> _Header:
         declared = int(fields[1])
         fs = float(re.split(r"[/(]", fields[2])[0]) if len(fields) > 2 else WFDB_DEFAULT_FS
         n_samples = int(fields[3]) if len(fields) > 3 else None
+        n_samples = n_samples or None  # 0 means "not given" in WFDB headers
     except ValueError:
         raise RecordError(header_path, f"cannot parse record line {lines[0]!r}") from None
     if fs <= 0:
@@ -252,6 +255,7 @@ def _parse_signal_line(header_path: Path, line: str) -> _SignalSpec:
         file=fields[0], fmt=fmt, samples_per_frame=int(spf or 1), skew=int(skew or 0),
         byte_offset=int(offset or 0), gain=gain, baseline=adc_zero if baseline is None else baseline,
         units=units, name=" ".join(fields[8:]) if len(fields) > 8 else "",
+        checksum=int(fields[6]) if len(fields) > 6 else None,
     )
 
 
@@ -322,6 +326,7 @@ def read_wfdb(record_path, *, allow_missing_leads: bool = False, strict: bool = 
 
     channels = np.empty((len(specs), n_samples), dtype=np.float64)
     for indices, digital, sentinel_mask in blocks:
+        _check_checksums(header_path, [specs[i] for i in indices], digital, strict, meta["notes"])
         gain = np.array([specs[i].gain for i in indices])[:, None]
         baseline = np.array([specs[i].baseline for i in indices], dtype=np.float64)[:, None]
         factor = np.array([_unit_factor(header_path, specs[i].units) for i in indices])[:, None]
@@ -333,6 +338,20 @@ def read_wfdb(record_path, *, allow_missing_leads: bool = False, strict: bool = 
         channels[indices] = physical
     names = [s.name for s in specs]
     return _to_record(header_path, channels, names, header.fs, meta, allow_missing_leads, strict)
+
+
+def _check_checksums(header_path: Path, specs: list[_SignalSpec], digital: np.ndarray, strict: bool,
+                     notes: list[str]) -> None:
+    """Compare the header's 16-bit checksums with the data: a mismatch means corrupted samples."""
+    sums = digital.sum(axis=1).astype(np.int64)
+    # Writers differ on the sign convention (wfdb writes 0..65535, others -32768..32767): compare mod 2^16.
+    wrong = [s.name for s, total in zip(specs, sums) if s.checksum is not None and (s.checksum - total) % 65536]
+    if not wrong:
+        return
+    problem = f"samples of {wrong} do not match the header's checksums (corrupted signal file?)"
+    if strict:
+        raise RecordError(header_path, problem + " (strict mode)")
+    notes.append(problem)
 
 
 def _group_by_file(specs: list[_SignalSpec]) -> dict[str, list[int]]:
@@ -499,20 +518,23 @@ def read_sph(path, *, allow_missing_leads: bool = False, strict: bool = False) -
 
 # ----------------------------------------------------------------------------- CODE-15 rows
 
-_open_hdf5: dict[tuple[int, str], object] = {}
+_open_hdf5: dict[tuple, object] = {}
 
 
 def _code15_file(file: str):
     """An open h5py file, kept per process (reopening per row would dominate reading time)."""
     import h5py
 
-    key = (os.getpid(), os.path.abspath(file))
+    try:
+        stat = os.stat(file)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{file}: CODE-15 file not found") from None
+    # The modification time is part of the key so that a rewritten file is reopened.
+    key = (os.getpid(), os.path.abspath(file), stat.st_mtime_ns, stat.st_size)
     handle = _open_hdf5.get(key)
     if handle is None:
-        for old in [k for k in _open_hdf5 if k[0] != key[0]]:
-            del _open_hdf5[old]  # handles inherited through fork are not ours to use
-        if not os.path.exists(file):
-            raise FileNotFoundError(f"{file}: CODE-15 file not found")
+        for old in [k for k in _open_hdf5 if k[0] != key[0] or k[1] == key[1]]:
+            del _open_hdf5[old]  # inherited through fork (not ours to use) or outdated
         try:
             handle = h5py.File(file, "r")
         except OSError as err:
