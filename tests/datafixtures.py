@@ -24,13 +24,14 @@ def known_signal(seed: int, fs: float = 500, seconds: float = 10.0, amp: float =
     return np.stack([amp * (k + 1) * np.sin(2 * np.pi * f * t + seed) for k in range(12)]).astype(np.float32)
 
 
-def write_wfdb(folder: Path, name: str, signal_mv: np.ndarray, fs: float, leads=CANONICAL, comments=()):
+def write_wfdb(folder: Path, name: str, signal_mv: np.ndarray, fs: float, leads=CANONICAL, comments=(),
+               gain: float = 1000.0):
     """A WFDB record (.hea + format-16 .dat) with leads stored in ``leads`` order."""
     folder.mkdir(parents=True, exist_ok=True)
     lower = [c.lower() for c in CANONICAL]
     order = [lower.index(lead.lower()) for lead in leads]
     wfdb.wrsamp(name, fs=fs, units=["mV"] * 12, sig_name=list(leads), p_signal=signal_mv[order].T.astype(np.float64),
-                fmt=["16"] * 12, adc_gain=[1000.0] * 12, baseline=[0] * 12, comments=list(comments),
+                fmt=["16"] * 12, adc_gain=[gain] * 12, baseline=[0] * 12, comments=list(comments),
                 write_dir=str(folder))
     return folder / name
 

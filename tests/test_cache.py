@@ -1,0 +1,176 @@
+"""The memmap cache: values, index, rejects, verify, parallel = serial, resume after kill -9."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from melp.cli import main as melp_main
+from melp.data.adapters import get_adapter
+from melp.data.cache import ECGCache, build_cache, verify_cache
+from melp.data.preprocess import PreprocessConfig
+
+from datafixtures import known_signal, write_cinc_mat, write_ludb, write_mimic, write_wfdb
+
+
+def _mimic(tmp_path, n=6):
+    reports = [["Sinus rhythm", f"Finding number {i}", "Abnormal ECG"] for i in range(n)]
+    return write_mimic(tmp_path / "mimic", reports)
+
+
+def _read_all(cache_dir):
+    cache = ECGCache(cache_dir)
+    return cache.index, cache.signals(np.arange(len(cache)))
+
+
+def test_cache_values_index_and_files(tmp_path):
+    root = _mimic(tmp_path, 5)
+    # a record whose signal file is truncated, and one whose header lists a missing file
+    dat = next((root / "files").rglob("40689240.dat"))
+    dat.write_bytes(dat.read_bytes()[:1000])
+    next((root / "files").rglob("40689241.dat")).unlink()
+    out = tmp_path / "cache"
+    counts = build_cache(get_adapter("mimic-iv-ecg"), root, out, shard_size=2, progress=False)
+    assert counts["records_written"] == 3 and counts["rejected"] == 2
+
+    cache = ECGCache(out)
+    assert len(cache) == 3 and cache.dataset == "mimic-iv-ecg" and cache.tasks == {}
+    assert list(cache.index["record_id"]) == ["40689238", "40689239", "40689242"]
+    assert cache.index.loc[0, "report"] == "sinus rhythm. finding number 0. abnormal ecg"
+    assert cache.preprocess == PreprocessConfig()
+    for i, source in enumerate([0, 1, 4]):  # stored in mV, canonical order, within 1 uV quantisation
+        np.testing.assert_allclose(cache.signal(i), known_signal(source), atol=1.1e-3)
+    batch = cache.signals([2, 0])
+    np.testing.assert_array_equal(batch[0], cache.signal(2))
+    np.testing.assert_array_equal(batch[1], cache.signal(0))
+
+    rejects = pd.read_csv(out / "rejects.csv")
+    reasons = dict(zip(rejects["record"].astype(str), rejects["reason"]))
+    assert set(reasons) == {"40689240", "40689241"}
+    assert "40689240.dat" in reasons["40689240"] and "40689241" in reasons["40689241"]
+    splits = pd.read_csv(out / "splits.csv", dtype=str)
+    assert list(splits.columns) == ["record_id", "subject_id", "split"] and len(splits) == 5
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["dtype"] == "int16" and meta["counts"]["rejected"] == 2
+    assert verify_cache(out) == []
+
+
+def test_parallel_equals_serial_and_float16(tmp_path):
+    root = _mimic(tmp_path, 7)
+    build_cache(get_adapter("mimic-iv-ecg"), root, tmp_path / "a", workers=1, shard_size=2, progress=False)
+    build_cache(get_adapter("mimic-iv-ecg"), root, tmp_path / "b", workers=2, shard_size=2, progress=False)
+    ia, xa = _read_all(tmp_path / "a")
+    ib, xb = _read_all(tmp_path / "b")
+    pd.testing.assert_frame_equal(ia, ib)
+    np.testing.assert_array_equal(xa, xb)
+    build_cache(get_adapter("mimic-iv-ecg"), root, tmp_path / "c", shard_size=3, dtype="float16", progress=False)
+    _, xc = _read_all(tmp_path / "c")
+    np.testing.assert_allclose(xc, xa, atol=2e-3)
+
+
+def test_windows_all_and_clipping(tmp_path):
+    long = known_signal(1, seconds=25.0)
+    long[0, 100] = 40.0  # beyond int16 at 1 uV: clipped, and counted
+    write_wfdb(tmp_path / "src", "A0001", long, 500, comments=["Dx: 164889003"], gain=100.0)
+    write_cinc_mat(tmp_path / "src", "A0002", known_signal(2, seconds=4.0), dx=["426783006"])
+    cfg = PreprocessConfig(windows="all", seconds=10)
+    counts = build_cache(get_adapter("cinc"), tmp_path / "src", tmp_path / "c", cfg, progress=False)
+    cache = ECGCache(tmp_path / "c")
+    assert list(zip(cache.index["record_id"], cache.index["window"])) == [("A0001", 0), ("A0001", 1), ("A0002", 0)]
+    assert list(cache.index["clipped"]) == [1, 0, 0] and counts["clipped_windows"] == 1
+    assert cache.signal(0)[0, 100] == pytest.approx(32.767)
+    np.testing.assert_allclose(cache.signal(1), long[:, 5000:10000], atol=6e-3)  # 100/mV file
+    assert np.all(cache.signal(2)[:, 2000:] == 0)  # 4 s record padded to 10 s
+    assert cache.tasks["cinc"] == ["164889003", "426783006"]
+    np.testing.assert_array_equal(cache.labels("cinc"), [[1, 0], [1, 0], [0, 1]])
+
+
+def test_verify_finds_damage(tmp_path, capsys):
+    root = _mimic(tmp_path, 4)
+    out = tmp_path / "cache"
+    assert melp_main(["prepare", "mimic-iv-ecg", "--root", str(root), "--out", str(out),
+                      "--shard-size", "2", "--quiet"]) == 0
+    assert "4 of 4 table records written" in capsys.readouterr().out
+    assert melp_main(["prepare", "--verify", str(out)]) == 0
+    shard = out / "shards" / "shard_00001.npy"
+    arr = np.load(shard)
+    np.save(shard, arr[:1])  # a shard that lost a row
+    assert melp_main(["prepare", "--verify", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "shard_00001.npy" in err and "index expects (2, 12, 5000)" in err
+    (out / "meta.json").unlink()
+    assert any("meta.json: missing" in p for p in verify_cache(out))
+
+
+def test_other_settings_refuse_to_resume(tmp_path):
+    root = _mimic(tmp_path, 3)
+    build_cache(get_adapter("mimic-iv-ecg"), root, tmp_path / "c", progress=False)
+    with pytest.raises(RuntimeError, match="plan.json differs"):
+        build_cache(get_adapter("mimic-iv-ecg"), root, tmp_path / "c", PreprocessConfig(fs=250), progress=False)
+    build_cache(get_adapter("mimic-iv-ecg"), root, tmp_path / "c", PreprocessConfig(fs=250), overwrite=True,
+                progress=False)
+    assert ECGCache(tmp_path / "c").preprocess.fs == 250 and verify_cache(tmp_path / "c") == []
+
+
+def _prepare_cmd(root, out):
+    return [sys.executable, "-m", "melp.cli", "prepare", "ludb", "--root", str(root), "--out", str(out),
+            "--shard-size", "2", "--workers", "2", "--quiet"]
+
+
+def test_resume_after_sigkill(tmp_path):
+    root = write_ludb(tmp_path / "ludb", 10)  # 5 shards of 2 records
+    subprocess.run(_prepare_cmd(root, tmp_path / "whole"), check=True, capture_output=True)
+
+    out = tmp_path / "killed"
+    env = dict(os.environ, MELP_PREPARE_SLOW_SHARD_S="0.4")  # slow shards so the kill lands mid-run
+    proc = subprocess.Popen(_prepare_cmd(root, out), env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = out / "manifest.json"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if manifest.exists() and json.loads(manifest.read_text())["completed"]:
+            break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole job, workers included, like kill -9 of a process group
+    proc.wait()
+    done_before = json.loads(manifest.read_text())["completed"]
+    assert 1 <= len(done_before) < 5 and not (out / "meta.json").exists()
+    with pytest.raises(FileNotFoundError, match="unfinished build"):
+        ECGCache(out)
+    kept = {s: (out / "shards" / f"shard_{s:05d}.npy").stat().st_mtime_ns for s in done_before}
+
+    subprocess.run(_prepare_cmd(root, out), check=True, capture_output=True)
+    for s, mtime in kept.items():  # finished shards were not redone
+        assert (out / "shards" / f"shard_{s:05d}.npy").stat().st_mtime_ns == mtime
+    ia, xa = _read_all(tmp_path / "whole")
+    ib, xb = _read_all(out)
+    pd.testing.assert_frame_equal(ia, ib)
+    np.testing.assert_array_equal(xa, xb)
+    assert verify_cache(out) == []
+
+
+def test_real_cinc_cache(real_data, tmp_path):
+    root = real_data / "cinc-smoke" / "G12EC"
+    counts = build_cache(get_adapter("cinc"), root, tmp_path / "c", workers=2, shard_size=4, progress=False)
+    cache = ECGCache(tmp_path / "c")
+    assert counts["records_written"] == len(cache) > 0 and verify_cache(tmp_path / "c") == []
+    import melp
+    first = cache.index.iloc[0]
+    ref = melp.read_record(first["path"]).signal[:, :5000]
+    np.testing.assert_allclose(cache.signal(0)[:, : ref.shape[1]], ref, atol=6e-4)
+
+
+def test_real_ludb_cache(real_data, tmp_path):
+    counts = build_cache(get_adapter("ludb"), real_data / "ludb", tmp_path / "c", workers=2, progress=False)
+    assert counts["records_written"] == 200 and counts["rejected"] == 0
+    cache = ECGCache(tmp_path / "c")
+    import wfdb
+    sig, fields = wfdb.rdsamp(str(real_data / "ludb" / "data" / "7"))
+    i = int(np.nonzero(cache.index["record_id"].to_numpy() == "7")[0][0])
+    np.testing.assert_allclose(cache.signal(i)[1], sig[:, fields["sig_name"].index("ii")], atol=6e-4)
