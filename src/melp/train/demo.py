@@ -169,21 +169,49 @@ def evaluate(out: Path, model, caches: dict[str, Path], s: dict, real_data: Path
     except ValueError as err:
         print(f"zero-shot cinc: skipped ({err})")
 
-    for fraction in s["probe_fractions"]:
-        r = evaluate_probe(model, ptbxl, HEADLINE_TASK, fraction=float(fraction))
-        results["probe"][str(float(fraction))] = r["macro_auroc"]
+    from melp.eval.data import EvalSet
+    from melp.eval.embed import embed_set
 
-    r = evaluate_retrieval(model, ECGCache(caches["mimic-iv-ecg"]), split="test")
-    results["retrieval"] = {"ecg_to_report_r1": r["ecg_to_report"]["r1"], "ecg_to_report_r5": r["ecg_to_report"]["r5"],
-                            "ecg_to_report_r10": r["ecg_to_report"]["r10"],
-                            "report_to_ecg_r10": r["report_to_ecg"]["r10"], "n": r["n"],
-                            "chance_r10": min(1.0, 10 / max(1, r["n"]))}
+    probe_set = EvalSet.from_cache(ptbxl, "super", name=HEADLINE_TASK)
+    features = embed_set(model, probe_set, "features", desc="probe features")  # once for all fractions
+    for fraction in s["probe_fractions"]:
+        r = evaluate_probe(model, probe_set, HEADLINE_TASK, fraction=float(fraction), features=features,
+                           n_boot=n_boot)
+        results["probe"][str(float(fraction))] = r["macro_auroc_mean"]
+        results.setdefault("probe_n_train", {})[str(float(fraction))] = r["per_seed"][0]["n_train"]
+
+    # retrieval on held-out pairs the model never saw: the PTB-XL-layout test folds and their reports
+    r = evaluate_retrieval(model, ptbxl, split="test")
+    results["retrieval"] = {k: v for k, v in r.items() if k.startswith(("ecg_to_report", "report_to_ecg", "n_"))}
+    pairs = EvalSet.from_cache(ptbxl, None).split("test")
+    results["retrieval"]["chance_r10"] = chance_recall(pairs.reports, 10)
 
     if real_data is not None and s.get("ludb", True):
         r = evaluate_zeroshot(model, str(real_data / "ludb"), "ludb", n_boot=n_boot)
         write_zeroshot(out / "eval" / "zeroshot-ludb", r)
         results["ludb"] = {"zeroshot_macro_auroc": r["macro_auroc"], "n": r["n"], "root": str(real_data / "ludb")}
     return results
+
+
+def chance_recall(reports: list[str], k: int = 10) -> float:
+    """Expected ECG->report recall@k of a random ranking, counting identical reports as hits (as the
+    retrieval evaluation does): a query with m identical reports among N misses with probability
+    C(N-m, k) / C(N, k)."""
+    from collections import Counter
+
+    from melp.eval.retrieval import normalize_report
+
+    norm = [normalize_report(r) for r in reports if normalize_report(r)]
+    n, counts = len(norm), Counter(norm)
+    if n == 0:
+        return float("nan")
+    hit = 0.0
+    for m in (counts[r] for r in norm):
+        miss = 1.0
+        for j in range(min(k, n)):
+            miss *= max(0.0, (n - m - j) / (n - j))
+        hit += 1.0 - miss
+    return hit / n
 
 
 # ----------------------------------------------------------------------------- command
