@@ -119,10 +119,13 @@ def _to_record(path, channels: np.ndarray, names: list[str], fs: float, meta: di
     if n_samples == 0:
         raise RecordError(path, "the record holds no samples")
     present = [k for k, index in enumerate(order) if index is not None]
-    signal = np.zeros((len(CANONICAL_LEADS), n_samples), dtype=np.float32)
-    if len(present) == len(CANONICAL_LEADS) and channels.dtype == np.float32:
-        np.take(channels, order, axis=0, out=signal)  # reorder straight into place
+    if len(present) == len(CANONICAL_LEADS):
+        if order == list(range(channels.shape[0])) and channels.dtype == np.float32:
+            signal = channels  # already canonical: no copy
+        else:
+            signal = np.ascontiguousarray(channels[order], dtype=np.float32)
     else:
+        signal = np.zeros((len(CANONICAL_LEADS), n_samples), dtype=np.float32)
         signal[present] = channels[[order[k] for k in present]]
     missing = [CANONICAL_LEADS[k] for k, index in enumerate(order) if index is None]
     meta["extra_channels"] = {name: np.asarray(channels[i], dtype=np.float32) for name, i in extra.items()}
@@ -152,7 +155,8 @@ def _to_record(path, channels: np.ndarray, names: list[str], fs: float, meta: di
     meta["missing_leads"] = missing
 
     in_use = [k for k in range(len(CANONICAL_LEADS)) if CANONICAL_LEADS[k] not in missing]
-    flat = [CANONICAL_LEADS[k] for k in in_use if signal[k].min() == signal[k].max()]
+    constant = signal.min(axis=1) == signal.max(axis=1)
+    flat = [CANONICAL_LEADS[k] for k in in_use if constant[k]]
     if flat and strict:
         raise RecordError(path, f"flat (all-constant) leads {flat} (strict mode)")
     meta["flat_leads"] = flat
