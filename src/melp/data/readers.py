@@ -101,8 +101,6 @@ def read_record(path, *, allow_missing_leads: bool = False, strict: bool = False
         return read_sph(p, allow_missing_leads=allow_missing_leads, strict=strict)
     if suffix == ".mat" and not p.with_suffix(".hea").exists():
         return read_cpsc2018_mat(p, allow_missing_leads=allow_missing_leads, strict=strict)
-    if suffix in (".hea", ".dat", ".mat"):
-        p = p.with_suffix("")
     return read_wfdb(p, allow_missing_leads=allow_missing_leads, strict=strict)
 
 
@@ -297,9 +295,11 @@ def _parse_sex(value) -> str | None:
 # ----------------------------------------------------------------------------- WFDB signals
 
 def read_wfdb(record_path, *, allow_missing_leads: bool = False, strict: bool = False) -> Record:
-    """Read a WFDB record given without extension (``.../JS00001``)."""
+    """Read a WFDB record named by its header, its signal file or neither (``.../JS00001``)."""
     record_path = Path(record_path)
-    header_path = record_path.with_suffix(".hea") if record_path.suffix != ".hea" else record_path
+    if record_path.suffix.lower() in (".hea", ".dat", ".mat"):
+        record_path = record_path.with_suffix("")
+    header_path = record_path.parent / f"{record_path.name}.hea"  # names may hold dots
     header = _parse_header(header_path)
     meta = _header_meta(header.comments)
     meta["notes"].extend(header.notes)
