@@ -121,6 +121,9 @@ class EvalSet:
     def from_cache(cls, cache, task: str | None, name: str | None = None) -> "EvalSet":
         """``task=None`` gives a set without labels (retrieval, generation)."""
         table = cache.index.reset_index(drop=True)
+        rows = np.arange(len(table))
+        if "window" in table.columns:  # caches built with windows="all": a record's first window
+            rows = np.flatnonzero(table["window"].to_numpy() == 0)
         if task is None:
             table = table.assign(labels_none=[[] for _ in range(len(table))])
             task, classes = "none", []
@@ -129,8 +132,12 @@ class EvalSet:
                 raise ValueError(f"cache {getattr(cache, 'path', '')} has no task {task!r}; "
                                  f"it has {sorted(cache.tasks)}")
             classes = list(cache.tasks[task])
+            if getattr(cache, "meta", {}).get("require_label", {}).get(task, False):
+                labelled = np.asarray([len(v) > 0 for v in table[f"labels_{task}"]])
+                rows = rows[labelled[rows]]  # the benchmark keeps records with at least one label
+        table = table.iloc[rows].reset_index(drop=True)
         return cls.from_table(table, task, classes, cache.preprocess.fs,
-                              load=lambda idx: cache.signals(idx), name=name or task)
+                              load=lambda idx: cache.signals(rows[idx]), name=name or task)
 
     @classmethod
     def from_folder(cls, root: str | Path, dataset: str, task: str | None, cfg: PreprocessConfig,
@@ -141,10 +148,13 @@ class EvalSet:
         from melp.data.adapters import get_adapter
         from melp.data.readers import read_record
 
-        table, tasks, rejects = get_adapter(dataset).load_table(str(root))
+        adapter = get_adapter(dataset)
+        table, tasks, rejects = adapter.load_table(str(root))
         rejects = list(rejects)
         if task is not None and task not in tasks:
             raise ValueError(f"{dataset} at {root}: no task {task!r}; tasks: {sorted(tasks)}")
+        if task is not None and getattr(adapter, "REQUIRE_LABEL", {}).get(task, False):
+            table = table[[len(v) > 0 for v in table[f"labels_{task}"]]].reset_index(drop=True)
         window = dataclasses.replace(cfg, windows="first")
         tmp = tempfile.TemporaryDirectory(prefix="melp-eval-")
         store = np.lib.format.open_memmap(Path(tmp.name) / "signals.npy", mode="w+", dtype=np.float32,
