@@ -74,9 +74,12 @@ class RecordError(ValueError):
 @dataclasses.dataclass
 class Record:
     signal: np.ndarray  # float32 (12, T), millivolts, CANONICAL_LEADS order
-    fs: float
-    leads: list[str]
-    path: str
+    fs: float  # sampling rate, Hz
+    leads: list[str]  # CANONICAL_LEADS
+    path: str  # the file read (a WFDB record's header; 'file.hdf5#row' for CODE-15)
+    # age (float|None), sex ('M'/'F'/None), dx (codes), comments (header comment lines),
+    # extra_channels (name -> float32 mV), missing_leads, flat_leads, filled_samples (lead -> count),
+    # notes (every repair or oddity, as text); CODE-15 adds exam_id and padding, SPH extra (its CSV row).
     meta: dict
 
 
@@ -128,6 +131,7 @@ def _to_record(path, channels: np.ndarray, names: list[str], fs: float, meta: di
     missing = [CANONICAL_LEADS[k] for k, index in enumerate(order) if index is None]
     meta["extra_channels"] = {name: np.asarray(channels[i], dtype=np.float32) for name, i in extra.items()}
 
+    unusable = []  # leads present in the file but with too few finite samples
     finite = np.isfinite(signal)
     if not finite.all():
         for k in present:
@@ -139,6 +143,7 @@ def _to_record(path, channels: np.ndarray, names: list[str], fs: float, meta: di
             if n_bad > MAX_FILL_FRACTION * n_samples:
                 meta["notes"].append(f"lead {lead}: {n_bad} of {n_samples} samples are NaN/inf: treated as missing")
                 missing.append(lead)
+                unusable.append(lead)
                 signal[k] = 0.0
             elif strict:
                 raise RecordError(path, f"lead {lead} has {n_bad} NaN/inf samples (strict mode)")
@@ -149,7 +154,8 @@ def _to_record(path, channels: np.ndarray, names: list[str], fs: float, meta: di
                 meta["notes"].append(f"lead {lead}: {n_bad} NaN/inf samples filled by linear interpolation")
     missing = [lead for lead in CANONICAL_LEADS if lead in missing]  # canonical order
     if missing and not allow_missing_leads:
-        raise RecordError(path, f"missing leads {missing} (channels in the file: {list(names)})")
+        why = f"; {unusable} are mostly NaN/inf" if unusable else ""
+        raise RecordError(path, f"missing leads {missing} (channels in the file: {list(names)}){why}")
     meta["missing_leads"] = missing
 
     in_use = [k for k in range(len(CANONICAL_LEADS)) if CANONICAL_LEADS[k] not in missing]
