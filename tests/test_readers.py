@@ -367,3 +367,28 @@ def test_code15_rows_trim_padding_and_reject_the_padding_row(tmp_path):
         read_code15(file, 3)
     with pytest.raises(RecordError, match="file.hdf5#row"):
         read_record(file)
+
+
+def test_lead_mostly_invalid_counts_as_missing_not_interpolated(tmp_path):
+    d = digital_signal()
+    d[100:300, 0] = -32768  # 20% of lead I, above MAX_FILL_FRACTION
+    record = read_record(write_wfdb(tmp_path, "holes", d, CANONICAL_LEADS), allow_missing_leads=True)
+    assert record.meta["missing_leads"] == ["I"] and record.meta["filled_samples"] == {}
+    assert not record.signal[0].any()
+
+
+def test_unknown_units_are_rejected(tmp_path):
+    base = write_wfdb(tmp_path, "bp", digital_signal(), CANONICAL_LEADS, units="mmHg")
+    with pytest.raises(RecordError, match=r"bp\.hea: unknown signal unit 'mmHg'"):
+        read_record(base)
+
+
+def test_cinc_mat_signal_count_repaired_from_val_shape(tmp_path):
+    val = digital_signal(seed=9).T.copy()
+    hea = write_cinc_mat(tmp_path, "Q0001", val, CANONICAL_LEADS, record_line=f"Q0001 13 500 {T}")
+    record = read_record(hea)
+    np.testing.assert_allclose(record.signal, expected_mv(val.T, CANONICAL_LEADS, 1000.0), atol=1e-6)
+    assert any("declares 13 signals" in note for note in record.meta["notes"])
+    hea.write_text("\n".join(hea.read_text().splitlines()[:-1]) + "\n")  # now 11 lines for 12 rows
+    with pytest.raises(RecordError, match=r"Q0001\.mat: 'val' holds 12 signals.*11 signal lines"):
+        read_record(hea)
