@@ -1,0 +1,409 @@
+"""The beat model: 12-lead ECGs from a 3-D heart dipole made of Gaussian bumps.
+
+One beat is a sum of K Gaussian bumps in time (P, septal q, R, S, R', delta wave, infarct Q,
+ST shift, two for the asymmetric T, pacing spike), each with a 3-D direction and amplitude.
+For every ECG we render up to three beat templates (conducted, premature atrial, premature
+ventricular) as dipole waveforms (3, W), place them at the beat times with a weighted
+``np.bincount`` (all ECGs of a batch at once), add atrial activity (fibrillation or flutter
+waves), project onto the recorded channels I, II, V1-V6, add noise there, and derive III, aVR,
+aVL and aVF exactly (``geometry.derive_12``).
+
+Findings act on parameters: rate and RR pattern (rhythms), PR (AV block, WPW), which bumps
+exist and where they point (bundle branch blocks, infarcts, axis), amplitudes (LVH, low
+voltage, T flattening), QT. QRS voltages are then calibrated on the rendered template so that
+voltage findings (LVH, low voltage) are present exactly when they are labelled.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from melp.synth import geometry as geo
+from melp.synth.findings import FINDINGS, INDEX
+
+FS = 500
+SECONDS = 10.0
+N_SAMPLES = int(FS * SECONDS)
+PRE_MS, POST_MS = 460.0, 780.0  # template window around QRS onset
+PRE = int(PRE_MS * FS / 1000)
+W = PRE + int(POST_MS * FS / 1000)
+T_MS = ((np.arange(W) - PRE) * 1000.0 / FS).astype(np.float32)
+MAX_BEATS = 48
+
+# Bump indices.
+P, QS, R, S, RP, DELTA, IQ, ST, T1, T2, SPIKE = range(11)
+K = 11
+QRS_BUMPS = [QS, R, S, RP, DELTA, IQ]
+
+
+def _has(findings: np.ndarray, name: str) -> np.ndarray:
+    return findings[:, INDEX[name]]
+
+
+def _frontal(axis_deg, z):
+    """Unit vectors with frontal angle axis_deg (0 = left, 90 = inferior) and anterior part z."""
+    a = np.radians(axis_deg)
+    v = np.stack([np.cos(a), np.sin(a), np.broadcast_to(z, np.shape(a))], axis=-1)
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Subjects: anatomy and baseline physiology that stay with a person across recordings.
+
+
+def sample_subjects(m: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    sex = rng.integers(0, 2, m)  # 0 male, 1 female (PTB-XL convention)
+    return {
+        "sex": sex,
+        "age": np.clip(rng.normal(60, 16, m), 18, 95).round().astype(int),
+        "hr": np.clip(rng.normal(72, 9, m), 58, 98),
+        "pr": np.clip(rng.normal(156, 16, m), 125, 192),
+        "qrsd": np.clip(rng.normal(90, 7, m), 76, 104),
+        "qtc": np.clip(rng.normal(408 + 10 * sex, 14, m), 380, 445),
+        "axis": np.clip(rng.normal(52, 20, m), 0, 88),  # frontal QRS axis (degrees)
+        "post": np.clip(rng.normal(-0.45, 0.12, m), -0.75, -0.2),  # posterior part of the main R vector
+        "habitus": np.exp(rng.normal(-0.05 * sex, 0.16, m)),  # overall voltage (chest wall, body size)
+        "p_amp": rng.uniform(0.1, 0.2, m),
+        "p_axis": np.clip(rng.normal(55, 12, m), 20, 80),
+        "t_amp": rng.uniform(0.28, 0.5, m),
+        "t_axis_off": rng.normal(0, 12, m),
+        "s_amp": rng.uniform(0.45, 0.75, m),
+    }
+
+
+def assign_subjects(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Local subject index for each of n ECGs: 1-6 recordings per subject (mostly 1-3)."""
+    counts = np.minimum(rng.geometric(0.45, n), 6)
+    owner = np.repeat(np.arange(n), counts)[:n]
+    return owner
+
+
+# ---------------------------------------------------------------------------------------------
+# ECG parameters: the subject's values, jittered, then changed by the findings.
+
+
+def ecg_parameters(findings: np.ndarray, subj: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    n = len(findings)
+    u = lambda lo, hi: rng.uniform(lo, hi, n)  # noqa: E731
+    has = lambda name: _has(findings, name)  # noqa: E731
+
+    hr = np.clip(subj["hr"] + rng.normal(0, 4, n), 61, 99)
+    hr = np.where(has("STACH"), u(103, 145), hr)
+    hr = np.where(has("SBRAD"), u(40, 56), hr)
+    hr = np.where(has("SARRH"), np.clip(subj["hr"] - 8 + rng.normal(0, 4, n), 55, 85), hr)
+    hr = np.where(has("AFIB"), u(65, 150), hr)
+    flutter_rate = u(260, 320)
+    flutter_ratio = rng.choice([2, 3, 4], n, p=[0.5, 0.15, 0.35])
+    hr = np.where(has("AFLT"), flutter_rate / flutter_ratio, hr)
+    hr = np.where(has("PACE"), u(60, 80), hr)
+    rr = 60.0 / hr
+
+    pr = subj["pr"] + rng.normal(0, 5, n) - np.where(has("STACH"), 12, 0)
+    pr = np.where(has("1AVB"), u(225, 330), np.clip(pr, 122, 195))
+    pr = np.where(has("WPW"), u(82, 108), pr)
+    qtc = np.where(has("LNGQT"), u(490, 570), subj["qtc"] + rng.normal(0, 5, n))
+    qtc = np.where(has("LNGQT"), qtc, np.clip(qtc, 370, 448))
+    qrsd = np.clip(subj["qrsd"] + rng.normal(0, 3, n), 76, 106)
+    axis = subj["axis"] + rng.normal(0, 4, n)
+    axis = np.where(has("LAD"), u(-42, -34), axis)
+    axis = np.where(has("LAFB"), u(-78, -55), axis)
+
+    return {
+        "hr": hr, "rr": rr, "pr": pr, "qtc": qtc, "qt": qtc * np.sqrt(rr), "qrsd": qrsd, "axis": axis,
+        "flutter_rate": flutter_rate, "flutter_ratio": flutter_ratio,
+        "sarrh": has("SARRH"),
+    }
+
+
+def conducted_bumps(findings, subj, prm, rng):
+    """Bump parameters (mu ms, sd ms, amp, direction) of the conducted beat, per ECG."""
+    n = len(findings)
+    u = lambda lo, hi: rng.uniform(lo, hi, n)  # noqa: E731
+    has = lambda name: _has(findings, name)  # noqa: E731
+    mu = np.zeros((n, K))
+    sd = np.ones((n, K))
+    amp = np.zeros((n, K))
+    dirs = np.zeros((n, K, 3))
+    dirs[..., 0] = 1.0
+
+    s = prm["qrsd"] / 90.0  # time scale of the normal QRS
+    main = _frontal(prm["axis"], subj["post"])
+    scale = subj["habitus"]
+
+    # P wave: atrial depolarisation, ending at onset of QRS minus a short PQ segment.
+    sd[:, P] = u(18, 23)
+    mu[:, P] = -prm["pr"] + 2.4 * sd[:, P]
+    amp[:, P] = subj["p_amp"]
+    dirs[:, P] = _frontal(subj["p_axis"], 0.15)
+    no_p = has("AFIB") | has("AFLT") | has("PACE")
+    amp[no_p, P] = 0.0
+
+    # Normal ventricular depolarisation: septal (left to right, anterior), main, terminal.
+    mu[:, QS], sd[:, QS], amp[:, QS] = 11 * s, 6 * s, u(0.12, 0.25) * scale
+    dirs[:, QS] = geo.unit(-0.6, 0.2, 0.78)
+    mu[:, R], sd[:, R], amp[:, R] = 42 * s, 11 * s, u(1.05, 1.5) * scale
+    dirs[:, R] = main
+    mu[:, S], sd[:, S], amp[:, S] = 66 * s, 9 * s, subj["s_amp"] * scale
+    dirs[:, S] = geo.unit(-0.3, -0.35, -0.88)
+    qrs_end = (66 + 2.3 * 9) * s
+
+    # Repolarisation: T roughly along the main QRS vector but anterior; slow up, fast down.
+    t_dir = _frontal(prm["axis"] * 0.6 + 20 + subj["t_axis_off"], 0.55)
+    t_amp = subj["t_amp"] * np.sqrt(scale)
+    mu[:, ST], sd[:, ST] = 0.0, 40.0
+    dirs[:, ST] = t_dir
+
+    lbbb, rbbb, wpw, pace = has("LBBB"), has("RBBB"), has("WPW"), has("PACE")
+    if lbbb.any():  # no septal q, broad notched R leftwards-posterior, discordant ST-T
+        w = u(135, 165)[lbbb] / 150.0
+        amp[lbbb, QS] = 0
+        mu[lbbb, R], sd[lbbb, R], amp[lbbb, R] = 52 * w, 20 * w, u(1.3, 1.8)[lbbb] * scale[lbbb]
+        dirs[lbbb, R] = geo.unit(0.72, 0.2, -0.66)
+        mu[lbbb, RP], sd[lbbb, RP], amp[lbbb, RP] = 104 * w, 19 * w, u(0.9, 1.3)[lbbb] * scale[lbbb]
+        dirs[lbbb, RP] = geo.unit(0.85, 0.15, -0.5)
+        amp[lbbb, S] = 0
+        qrs_end[lbbb] = (104 + 2.3 * 19) * w
+    if rbbb.any():  # normal start, late rightward-anterior R' and broad S in I/V6
+        width = u(122, 150)[rbbb]
+        sd[rbbb, RP] = 15.0
+        mu[rbbb, RP] = width - 2.3 * 15.0
+        amp[rbbb, RP] = u(0.55, 0.9)[rbbb] * scale[rbbb]
+        dirs[rbbb, RP] = geo.unit(-0.6, 0.05, 0.8)
+        sd[rbbb, S] = 14 * s[rbbb]
+        mu[rbbb, S] = 70 * s[rbbb]
+        qrs_end[rbbb] = width
+    if wpw.any():  # early slurred delta wave, the rest of the QRS later; secondary T changes
+        d = 30.0
+        mu[wpw, DELTA], sd[wpw, DELTA], amp[wpw, DELTA] = 24.0, 15.0, u(0.35, 0.55)[wpw] * scale[wpw]
+        dirs[wpw, DELTA] = geo.unit(0.6, 0.4, 0.7)
+        amp[wpw, QS] = 0
+        mu[wpw, R] += d
+        mu[wpw, S] += d
+        qrs_end[wpw] += d
+        t_amp = np.where(wpw, t_amp * 0.5, t_amp)
+    if pace.any():  # right-ventricular apical pacing: spike, then wide LBBB-like QRS, superior axis
+        w = u(150, 180)[pace] / 160.0
+        amp[pace, QS] = 0
+        mu[pace, R], sd[pace, R], amp[pace, R] = 58 * w, 24 * w, u(1.2, 1.7)[pace] * scale[pace]
+        dirs[pace, R] = geo.unit(0.55, -0.55, -0.63)
+        mu[pace, RP], sd[pace, RP], amp[pace, RP] = 112 * w, 20 * w, u(0.6, 0.9)[pace] * scale[pace]
+        dirs[pace, RP] = geo.unit(0.7, -0.3, -0.65)
+        amp[pace, S] = 0
+        qrs_end[pace] = (112 + 2.3 * 20) * w
+        mu[pace, SPIKE], sd[pace, SPIKE], amp[pace, SPIKE] = -4.0, 1.0, u(1.0, 2.2)[pace]
+        dirs[pace, SPIKE] = geo.unit(0.3, 0.6, 0.75)
+    if has("LAFB").any():  # initial inferior-rightward forces: q in I/aVL, r in II/III/aVF
+        m = has("LAFB")
+        dirs[m, QS] = geo.unit(-0.45, 0.8, 0.3)
+        amp[m, QS] = u(0.15, 0.25)[m] * scale[m]
+
+    secondary = lbbb | pace  # repolarisation opposite to the (abnormal) depolarisation
+    if secondary.any():
+        opp = -dirs[secondary, R]
+        t_dir[secondary] = opp
+        t_amp = np.where(secondary, u(0.3, 0.5) * np.sqrt(scale), t_amp)
+        dirs[secondary, ST] = opp
+        amp[secondary, ST] = u(0.08, 0.16)[secondary]
+    if rbbb.any():  # T inverted in V1-V3 (posterior repolarisation of the right ventricle)
+        t_dir[rbbb] = _frontal(prm["axis"][rbbb] * 0.6 + 20, -0.35)
+
+    # Infarcts: an early vector pointing away from the dead wall (Q waves there), T inverted there.
+    away = np.zeros((n, 3))
+    for name, vec in (("IMI", (0.05, -1.0, 0.05)), ("AMI", (0.1, 0.05, -1.0)), ("LMI", (-1.0, 0.15, -0.1))):
+        away += has(name)[:, None] * geo.unit(*vec)
+    mi = np.linalg.norm(away, axis=1) > 0
+    if mi.any():
+        dirs[mi, IQ] = away[mi] / np.linalg.norm(away[mi], axis=1, keepdims=True)
+        mu[mi, IQ], sd[mi, IQ] = 16 * s[mi], 11 * s[mi]
+        amp[mi, IQ] = u(0.5, 0.8)[mi] * scale[mi]
+        amp[mi, QS] *= 0.3
+        t_dir[mi] = t_dir[mi] + 0.9 * dirs[mi, IQ]
+        t_dir[mi] /= np.linalg.norm(t_dir[mi], axis=1, keepdims=True)
+
+    # Primary repolarisation findings.
+    if has("INVT").any():
+        m = has("INVT")
+        td = t_dir[m]
+        t_dir[m] = geo.unit(-np.abs(td[:, 0]) - 0.3, 0.25 * td[:, 1], -np.abs(td[:, 2]) - 0.2)
+        t_amp = np.where(m, u(0.25, 0.45), t_amp)
+    t_amp = np.where(has("NST"), u(0.04, 0.1), t_amp)
+    if has("STD").any():
+        m = has("STD")
+        dirs[m, ST] = geo.unit(-0.75, -0.45, -0.5)
+        amp[m, ST] = u(0.17, 0.32)[m]
+
+    # LVH: bigger voltages (calibrated later) and, in a third, a strain pattern.
+    lvh = has("LVH")
+    strain = lvh & (rng.random(n) < 0.35)
+    if strain.any():
+        t_dir[strain] = -dirs[strain, R]
+        t_amp = np.where(strain, u(0.2, 0.35), t_amp)
+        dirs[strain, ST] = -dirs[strain, R]
+        amp[strain, ST] = u(0.06, 0.12)[strain]
+
+    qt = prm["qt"] + np.where(lbbb | pace | rbbb | wpw, 20.0, 0.0)
+    sd[:, T2] = u(26, 34)
+    t_peak = qt - 2.6 * sd[:, T2]
+    mu[:, T2], amp[:, T2] = t_peak, 0.7 * t_amp
+    sd[:, T1] = 1.7 * sd[:, T2]
+    mu[:, T1], amp[:, T1] = t_peak - 0.9 * sd[:, T2], 0.55 * t_amp
+    dirs[:, T1] = dirs[:, T2] = t_dir
+    mu[:, ST] = np.where(amp[:, ST] > 0, qrs_end + 55.0, 0.0)
+    sd[:, ST] = np.where(amp[:, ST] > 0, 38.0, 40.0)
+
+    return {"mu": mu, "sd": sd, "amp": amp, "dir": dirs, "qrs_end": qrs_end, "qt": qt}
+
+
+def pac_bumps(beat, findings, rng):
+    """Premature atrial beat: a differently shaped (low atrial, superior) P, same QRS."""
+    n = len(findings)
+    out = {k: v.copy() for k, v in beat.items()}
+    out["dir"][:, P] = _frontal(rng.uniform(-70, -20, n), 0.3)
+    out["amp"][:, P] = rng.uniform(0.08, 0.16, n)
+    out["mu"][:, P] = out["mu"][:, P] + rng.uniform(10, 40, n)  # shorter PR
+    return out
+
+
+def pvc_bumps(beat, findings, rng):
+    """Premature ventricular beat: no P, wide bizarre QRS from an ectopic focus, discordant T."""
+    n = len(findings)
+    out = {k: v.copy() for k, v in beat.items()}
+    out["amp"][:, [P, QS, S, RP, DELTA, IQ, SPIKE]] = 0.0
+    focus = _frontal(rng.uniform(-100, 110, n), rng.uniform(-0.9, 0.9, n))
+    out["mu"][:, R], out["sd"][:, R] = 62.0, rng.uniform(22, 28, n)
+    out["amp"][:, R] = rng.uniform(1.4, 2.2, n)
+    out["dir"][:, R] = focus
+    out["mu"][:, RP], out["sd"][:, RP], out["amp"][:, RP] = 110.0, 18.0, rng.uniform(0.3, 0.6, n)
+    out["dir"][:, RP] = focus
+    out["dir"][:, [T1, T2, ST]] = -focus[:, None, :]
+    out["amp"][:, [T1, T2]] = rng.uniform(0.25, 0.4, (n, 1)) * np.array([0.55, 0.7])
+    out["mu"][:, [T1, T2]] += 40.0
+    out["amp"][:, ST] = 0.1
+    out["mu"][:, ST], out["sd"][:, ST] = 200.0, 40.0
+    return out
+
+
+def render(bumps, groups=None) -> np.ndarray:
+    """Dipole template (n, 3, W) as the sum of the Gaussian bumps; groups selects bump indices."""
+    ks = list(range(K)) if groups is None else list(groups)
+    mu = bumps["mu"][:, ks, None].astype(np.float32)
+    sd = bumps["sd"][:, ks, None].astype(np.float32)
+    g = np.exp(-0.5 * np.square((T_MS[None, None, :] - mu) / sd))
+    vec = (bumps["amp"][:, ks, None] * bumps["dir"][:, ks, :]).astype(np.float32)
+    return np.matmul(vec.transpose(0, 2, 1), g)  # (n, 3, K) @ (n, K, W)
+
+
+def calibrate_voltage(bumps, findings, rng) -> None:
+    """Scale QRS bumps so that voltage findings hold exactly when labelled (in place).
+
+    Measured on the template projected to 12 leads: Sokolow-Lyon (S in V1 + max R in V5/V6),
+    R in aVL, peak-to-peak in limb and chest leads.
+    """
+    n = len(findings)
+    qrs = geo.project(geo.LEAD_VECTORS, render(bumps, QRS_BUMPS))
+    L = {name: i for i, name in enumerate(("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"))}
+    sokolow = -qrs[:, L["V1"]].min(1) + np.maximum(qrs[:, L["V5"]].max(1), qrs[:, L["V6"]].max(1))
+    ravl = qrs[:, L["aVL"]].max(1)
+    p2p = qrs.max(2) - qrs.min(2)
+    limb, chest = p2p[:, :6].max(1), p2p[:, 6:].max(1)
+
+    lo = np.maximum(0.75 / limb, 1.3 / chest)  # clearly not low voltage
+    hi = np.minimum(3.1 / sokolow, 1.0 / np.maximum(ravl, 1e-3))  # clearly no LVH voltage
+    factor = np.clip(1.0, lo, np.maximum(lo, hi))
+    lvh = _has(findings, "LVH")
+    factor = np.where(lvh, np.maximum(rng.uniform(3.9, 5.2, n) / sokolow, 1.0), factor)
+    low = _has(findings, "LVOLT")
+    factor = np.where(low, np.minimum(rng.uniform(0.28, 0.42, n) / limb, rng.uniform(0.65, 0.85, n) / chest), factor)
+    wide = _has(findings, "LBBB") | _has(findings, "PACE")
+    factor = np.where(wide & ~low, np.clip(factor, 0.6, 1.3), factor)
+    bumps["amp"][:, QRS_BUMPS] *= factor[:, None]
+    if low.any():  # low-voltage ECGs have small P and T too
+        bumps["amp"][np.ix_(low, [P, T1, T2])] *= 0.6
+
+
+# ---------------------------------------------------------------------------------------------
+# Rhythm: beat times and beat types.
+
+
+def beat_schedule(findings, prm, rng):
+    """Beat onset times (n, MAX_BEATS) in seconds and types (0 conducted, 1 PAC, 2 PVC)."""
+    n = len(findings)
+    rr0 = prm["rr"][:, None]
+    b = np.arange(MAX_BEATS)[None, :]
+    resp_f = rng.uniform(0.2, 0.33, (n, 1))
+    resp_phase = rng.uniform(0, 2 * np.pi, (n, 1))
+    resp_amp = np.where(prm["sarrh"], rng.uniform(0.1, 0.17, n), rng.uniform(0.005, 0.02, n))[:, None]
+    jitter = rng.uniform(0.004, 0.015, (n, 1))
+    sinus = rr0 * (1 + jitter * rng.standard_normal((n, MAX_BEATS)))
+    sinus *= 1 + resp_amp * np.sin(2 * np.pi * resp_f * b * rr0 + resp_phase)
+
+    af = _has(findings, "AFIB")[:, None]
+    af_rr = rr0 * np.exp(rng.uniform(0.16, 0.3, (n, 1)) * rng.standard_normal((n, MAX_BEATS)))
+    af_rr = np.maximum(af_rr / np.exp(0.5 * 0.23**2), 0.3)
+    fixed = (_has(findings, "AFLT") | _has(findings, "PACE"))[:, None]
+    intervals = np.where(af, af_rr, np.where(fixed, rr0, sinus))
+
+    # Premature beats: at least one of each labelled kind inside the 10 s, sometimes more.
+    types = np.zeros((n, MAX_BEATS), dtype=np.int8)
+    visible = np.maximum((SECONDS / prm["rr"]).astype(int), 4)
+    first = 1 + (rng.random(n) * np.maximum(visible // 2 - 1, 1)).astype(int)
+    second = first + 2 + (rng.random(n) * np.maximum(visible - first - 3, 1)).astype(int)
+    pac, pvc = _has(findings, "PAC"), _has(findings, "PVC")
+    rows = np.arange(n)
+    types[rows[pvc], first[pvc]] = 2
+    only_pac = pac & ~pvc
+    types[rows[only_pac], first[only_pac]] = 1
+    both = pac & pvc
+    types[rows[both], second[both]] = 1
+    extra = (rng.random((n, MAX_BEATS)) < 0.07) & (b >= 2)
+    kind = np.where(pvc[:, None] & (~pac[:, None] | (rng.random((n, MAX_BEATS)) < 0.5)), 2, 1)
+    extra &= (pac | pvc)[:, None]
+    types = np.where(extra & (types == 0), kind, types).astype(np.int8)
+    # never two premature beats in a row
+    prev = np.concatenate([np.zeros((n, 1), np.int8), types[:, :-1]], axis=1)
+    types = np.where(prev > 0, 0, types).astype(np.int8)
+
+    coupling = np.where(types == 2, rng.uniform(0.55, 0.7, (n, 1)), rng.uniform(0.6, 0.78, (n, 1)))
+    premature = types > 0
+    after = np.concatenate([np.zeros((n, 1), bool), premature[:, :-1]], axis=1)
+    after_pvc = np.concatenate([np.zeros((n, 1), bool), types[:, :-1] == 2], axis=1)
+    prev_coupling = np.concatenate([np.ones((n, 1)), coupling[:, :-1]], axis=1)
+    iv = np.where(premature, coupling * rr0, intervals)
+    # compensatory pause after a PVC (sinus node undisturbed), reset after a PAC
+    iv = np.where(after & after_pvc, (2 - prev_coupling) * rr0, iv)
+    iv = np.where(after & ~after_pvc, rr0 * rng.uniform(1.0, 1.12, (n, 1)), iv)
+    start = -rng.uniform(0.05, 1.0, (n, 1)) * rr0
+    times = start + np.cumsum(iv, axis=1)
+    return times, types
+
+
+# ---------------------------------------------------------------------------------------------
+# Atrial activity between beats.
+
+
+def atrial_waves(findings, prm, times, rng):
+    """Dipole waveform (n, 3, T) of fibrillation (f) and flutter (F) waves; zero elsewhere."""
+    n = len(findings)
+    out = np.zeros((n, 3, N_SAMPLES), dtype=np.float32)
+    t = np.arange(N_SAMPLES, dtype=np.float32) / FS
+    af = np.flatnonzero(_has(findings, "AFIB"))
+    if af.size:
+        m = af.size
+        f = rng.uniform(4.5, 8.0, (m, 3, 1))
+        drift = rng.uniform(-0.4, 0.4, (m, 3, 1))
+        phase = rng.uniform(0, 2 * np.pi, (m, 3, 1))
+        amps = rng.uniform(0.5, 1.0, (m, 3, 1)) / 3
+        wave = (amps * np.sin(2 * np.pi * (f + drift * t / SECONDS) * t + phase)).sum(1)
+        wave *= rng.uniform(0.05, 0.14, (m, 1)) / np.abs(wave).max(1, keepdims=True) * 1.5
+        out[af] = wave[:, None, :] * geo.unit(-0.25, 0.45, 0.86)[None, :, None]
+    fl = np.flatnonzero(_has(findings, "AFLT"))
+    if fl.size:
+        fa = prm["flutter_rate"][fl, None] / 60.0
+        delay = 0.18  # F wave onset before the conducted QRS
+        phase = (t[None, :] - (times[fl, :1] - delay)) * fa
+        frac = np.mod(phase, 1.0)
+        # slow downstroke, quick return: the inverted saw-tooth of inferior leads
+        saw = np.where(frac < 0.75, -frac / 0.75, -(1 - frac) / 0.25) + 0.5
+        out[fl] = (rng.uniform(0.18, 0.3, (fl.size, 1)) * saw)[:, None, :] * geo.unit(-0.1, 0.9, -0.35)[
+            None, :, None
+        ]
+    return out
