@@ -392,3 +392,14 @@ def test_cinc_mat_signal_count_repaired_from_val_shape(tmp_path):
     hea.write_text("\n".join(hea.read_text().splitlines()[:-1]) + "\n")  # now 11 lines for 12 rows
     with pytest.raises(RecordError, match=r"Q0001\.mat: 'val' holds 12 signals.*11 signal lines"):
         read_record(hea)
+
+
+def test_multi_segment_record_goes_through_wfdb(tmp_path):
+    first, second = digital_signal(seed=10), digital_signal(seed=11)
+    write_wfdb(tmp_path, "seg_1", first, MIMIC_ORDER)
+    write_wfdb(tmp_path, "seg_2", second, MIMIC_ORDER)
+    (tmp_path / "multi.hea").write_text(f"multi/2 12 {FS} {2 * T}\nseg_1 {T}\nseg_2 {T}\n#Age: 70\n")
+    record = read_record(tmp_path / "multi.hea")
+    both = np.concatenate([first, second])
+    np.testing.assert_allclose(record.signal, expected_mv(both, MIMIC_ORDER), atol=1e-6)
+    assert record.meta["age"] == 70

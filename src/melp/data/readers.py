@@ -241,8 +241,9 @@ def _parse_header(header_path: Path) -> _Header:
         raise RecordError(header_path, f"cannot parse record line {lines[0]!r}") from None
     if fs <= 0:
         raise RecordError(header_path, f"sampling rate {fs} in record line {lines[0]!r} is not positive")
-    signals = [_parse_signal_line(header_path, line) for line in lines[1:]]
-    return _Header(name, declared, fs, n_samples, signals, comments, "/" in name, notes)
+    multi_segment = "/" in name  # its lines name segments, not signals: left to wfdb
+    signals = [] if multi_segment else [_parse_signal_line(header_path, line) for line in lines[1:]]
+    return _Header(name, declared, fs, n_samples, signals, comments, multi_segment, notes)
 
 
 def _parse_signal_line(header_path: Path, line: str) -> _SignalSpec:
@@ -310,10 +311,12 @@ def read_wfdb(record_path, *, allow_missing_leads: bool = False, strict: bool = 
     meta = _header_meta(header.comments)
     meta["notes"].extend(header.notes)
     specs = header.signals
+    if header.multi_segment:
+        channels, names, fs = _read_with_wfdb(record_path)
+        return _to_record(header_path, channels, names, fs, meta, allow_missing_leads, strict)
     if not specs:
         raise RecordError(header_path, f"header declares {header.declared_nsig} signals but has no signal lines")
-    simple = (not header.multi_segment and all(s.fmt in _NUMPY_FORMATS and s.samples_per_frame == 1
-                                                  and s.skew == 0 for s in specs))
+    simple = all(s.fmt in _NUMPY_FORMATS and s.samples_per_frame == 1 and s.skew == 0 for s in specs)
     if not simple:
         if header.declared_nsig != len(specs):
             raise RecordError(header_path, f"record line declares {header.declared_nsig} signals "
