@@ -403,3 +403,11 @@ def test_multi_segment_record_goes_through_wfdb(tmp_path):
     both = np.concatenate([first, second])
     np.testing.assert_allclose(record.signal, expected_mv(both, MIMIC_ORDER), atol=1e-6)
     assert record.meta["age"] == 70
+
+
+def test_record_error_survives_pickling_between_processes():
+    import pickle
+
+    err = pickle.loads(pickle.dumps(RecordError("/data/x.hea", "missing leads ['V1']")))
+    assert isinstance(err, RecordError) and isinstance(err, ValueError)
+    assert str(err) == "/data/x.hea: missing leads ['V1']" and err.path == "/data/x.hea"

@@ -70,6 +70,9 @@ class RecordError(ValueError):
         self.path = str(path)
         self.problem = problem
 
+    def __reduce__(self):  # survives pickling, e.g. out of a DataLoader or Pool worker
+        return type(self), (self.path, self.problem)
+
 
 @dataclasses.dataclass
 class Record:
