@@ -584,8 +584,9 @@ def read_code15(file, row: int, *, allow_missing_leads: bool = False, strict: bo
     """Row ``row`` of a CODE-15 ``exams_partK.hdf5``: ``tracings`` (N, 4096, 12) at 400 Hz.
 
     Lead order is I, II, III, aVR, aVL, aVF, V1-V6 (the dataset's documented DI, DII, DIII, ...).
-    Values are taken as millivolts: the dataset's model expects the signal in V multiplied by 1000,
-    and the stored tracings have QRS amplitudes of about 1 (mV scale). The zero padding that centres
+    Values are taken as millivolts, as stored: the authors' companion code documents its input as
+    "the signal in V multiplied by 1000" (i.e. mV) and feeds the tracings unscaled. No CODE-15 file
+    was at hand to confirm amplitudes; check a few records before trusting it. The zero padding that centres
     7 s / 10 s exams in 4096 samples is trimmed (frames where all 12 leads are exactly 0 at both
     ends; counts in ``meta["padding"]``). The last row of each file is padding (exam_id 0): rejected.
     """
