@@ -270,7 +270,7 @@ def pvc_bumps(beat, findings, rng):
     out["amp"][:, [P, QS, S, RP, DELTA, IQ, SPIKE]] = 0.0
     focus = _frontal(rng.uniform(-100, 110, n), rng.uniform(-0.9, 0.9, n))
     out["mu"][:, R], out["sd"][:, R] = 62.0, rng.uniform(22, 28, n)
-    out["amp"][:, R] = rng.uniform(1.4, 2.2, n)
+    out["amp"][:, R] = rng.uniform(1.8, 2.8, n)
     out["dir"][:, R] = focus
     out["mu"][:, RP], out["sd"][:, RP], out["amp"][:, RP] = 110.0, 18.0, rng.uniform(0.3, 0.6, n)
     out["dir"][:, RP] = focus
