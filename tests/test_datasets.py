@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader
 
 from melp.data.adapters import get_adapter
 from melp.data.cache import ECGCache, build_cache
-from melp.data.datasets import ECGLabelDataset, ECGTextDataset, lead_mask
+from melp.data.datasets import ECGLabelDataset, ECGTextDataset, batch_loader, lead_mask
 from melp.data.preprocess import PreprocessConfig, normalize
 
 from datafixtures import known_signal, write_cinc_mat, write_ludb
@@ -97,3 +97,16 @@ def test_zscore_cache(tmp_path):
     x = ECGTextDataset(tmp_path / "c")[0]["ecg"]
     np.testing.assert_allclose(x.mean(-1).numpy(), 0, atol=1e-4)
     np.testing.assert_allclose(x.std(-1, unbiased=False).numpy(), 1, atol=1e-3)
+
+
+def test_batch_loader_matches_default_collation(ludb_cache):
+    ds = ECGLabelDataset(ludb_cache, "ludb")
+    default = list(DataLoader(ds, batch_size=3))
+    batched = list(batch_loader(ds, batch_size=3))
+    assert len(default) == len(batched) == 3
+    for a, b in zip(default, batched):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key])
+    texts = next(iter(batch_loader(ECGTextDataset(ludb_cache), batch_size=4, shuffle=True, num_workers=1)))
+    assert texts["ecg"].shape == (4, 12, 5000) and len(texts["report"]) == 4 and texts["index"].dtype == torch.int64

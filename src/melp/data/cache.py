@@ -314,21 +314,24 @@ class ECGCache:
     def signal(self, i: int) -> np.ndarray:
         """Window ``i`` as (12, n) float32 mV (not normalised)."""
         raw = self._shard_array(int(self._shard[i]))[int(self._offset[i])]
-        return raw.astype(np.float32) * np.float32(self.scale)
+        return np.multiply(raw, np.float32(self.scale), dtype=np.float32)
 
-    def signals(self, idx) -> np.ndarray:
-        """Windows ``idx`` as (k, 12, n) float32 mV, one sorted memmap read per shard."""
+    def raw(self, idx) -> np.ndarray:
+        """Windows ``idx`` as stored, (k, 12, n) int16 units of ``self.scale`` mV (or float16 mV),
+        one sorted memmap read per shard."""
         idx = np.asarray(idx, dtype=np.int64).reshape(-1)
-        out = np.empty((len(idx), 12, self.meta["n_samples"]), dtype=np.float32)
+        out = np.empty((len(idx), 12, self.meta["n_samples"]), dtype=self.meta["dtype"])
         shards = self._shard[idx]
         for shard in np.unique(shards):
             where = np.nonzero(shards == shard)[0]
             offsets = self._offset[idx[where]]
             order = np.argsort(offsets, kind="stable")
-            block = self._shard_array(int(shard))[offsets[order]]
-            out[where[order]] = block
-        out *= np.float32(self.scale)
+            out[where[order]] = self._shard_array(int(shard))[offsets[order]]
         return out
+
+    def signals(self, idx) -> np.ndarray:
+        """Windows ``idx`` as (k, 12, n) float32 mV."""
+        return np.multiply(self.raw(idx), np.float32(self.scale), dtype=np.float32)
 
     def labels(self, task: str) -> np.ndarray:
         """(len, C) float32 multi-hot of one task, columns in ``self.tasks[task]`` order."""
