@@ -113,6 +113,7 @@ def _simulate_chunk(m: int, rng: np.random.Generator, forced, noise: bool, out: 
 
     prm = gen.ecg_parameters(findings, subj, rng)
     beat = gen.conducted_bumps(findings, subj, prm, rng)
+    gen.calibrate_axis(beat, findings, prm)
     gen.calibrate_voltage(beat, findings, rng)
     times, types = gen.beat_schedule(findings, prm, rng)
 
