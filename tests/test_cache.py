@@ -174,3 +174,12 @@ def test_real_ludb_cache(real_data, tmp_path):
     sig, fields = wfdb.rdsamp(str(real_data / "ludb" / "data" / "7"))
     i = int(np.nonzero(cache.index["record_id"].to_numpy() == "7")[0][0])
     np.testing.assert_allclose(cache.signal(i)[1], sig[:, fields["sig_name"].index("ii")], atol=6e-4)
+
+
+def test_label_columns_are_lists_even_when_empty(tmp_path):
+    write_cinc_mat(tmp_path / "src", "A0001", known_signal(1), dx=[])
+    write_cinc_mat(tmp_path / "src", "A0002", known_signal(2), dx=[])
+    build_cache(get_adapter("cinc"), tmp_path / "src", tmp_path / "c", progress=False)
+    cache = ECGCache(tmp_path / "c")
+    assert cache.tasks == {"cinc": []} and list(cache.index["labels_cinc"]) == [[], []]
+    assert cache.labels("cinc").shape == (2, 0) and verify_cache(tmp_path / "c") == []

@@ -288,6 +288,9 @@ class ECGCache:
             raise FileNotFoundError(f"{self.path}: not a finished melp cache, no meta.json{hint}")
         self.meta = json.loads(meta_path.read_text())
         self.index = pd.read_parquet(self.path / "index.parquet")
+        for task in self.meta["tasks"]:  # Parquet gives numpy arrays back; the contract says lists
+            col = f"labels_{task}"
+            self.index[col] = [list(v) for v in self.index[col]]
         self.preprocess = PreprocessConfig.load(self.path / "preprocess.json")
         self.tasks: dict[str, list[str]] = self.meta["tasks"]
         self.dataset: str = self.meta["dataset"]
