@@ -183,3 +183,11 @@ def test_label_columns_are_lists_even_when_empty(tmp_path):
     cache = ECGCache(tmp_path / "c")
     assert cache.tasks == {"cinc": []} and list(cache.index["labels_cinc"]) == [[], []]
     assert cache.labels("cinc").shape == (2, 0) and verify_cache(tmp_path / "c") == []
+
+
+def test_reject_reasons_are_grouped_by_kind():
+    from melp.data.cache import reason_group
+    a = reason_group("RecordError: /x/1.dat: truncated: header 1.hea declares 5000 samples, the file holds 41")
+    b = reason_group("RecordError: /y/2.dat: truncated: header 2.hea declares 7500 samples, the file holds 9")
+    assert a == b == "RecordError: truncated"
+    assert reason_group("report shorter than 4 words") == "report shorter than 4 words"

@@ -141,9 +141,11 @@ def _shard_complete(out: Path, shard: int, n_records: int) -> bool:
 
 
 def reason_group(reason: str) -> str:
-    """A reason with file names taken out, to count rejects by kind."""
-    words = [w for w in reason.split() if "/" not in w and not w.rstrip(":").endswith((".hea", ".mat", ".dat"))]
-    return " ".join(words)[:80]
+    """The kind of a reject, to count them: file names dropped, and for reader errors
+    ("Type: path: problem: details") only the type and the problem's first clause."""
+    words = [w for w in reason.split() if "/" not in w]
+    parts = " ".join(words).split(": ")
+    return ": ".join(parts[:2] if len(parts) > 2 else parts)[:80]
 
 
 def build_cache(
