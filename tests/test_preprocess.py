@@ -45,3 +45,12 @@ def test_bandpass_removes_baseline():
     x = np.tile(2.0 + 0.5 * np.sin(2 * np.pi * 10 * t), (12, 1))
     out = prepare_signal(x, 500, cfg)[0]
     assert abs(out[:, 500:4500].mean()) < 0.05
+
+
+def test_config_rejects_bad_settings():
+    with pytest.raises(ValueError, match="Nyquist"):
+        PreprocessConfig(fs=100, bandpass=(60, 200))
+    with pytest.raises(ValueError, match="unknown preprocessing settings"):
+        PreprocessConfig.from_dict({"fs": 500, "window": 10})
+    with pytest.raises(ValueError, match="windows"):
+        PreprocessConfig(windows="every")

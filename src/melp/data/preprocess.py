@@ -39,6 +39,8 @@ class PreprocessConfig:
             object.__setattr__(self, "bandpass", (float(lo), float(hi)))
             if not 0 <= lo < hi:
                 raise ValueError(f"bandpass must be (low, high) with 0 <= low < high, got {self.bandpass}")
+            if lo >= 0.45 * self.fs:  # the high edge is capped just below Nyquist, the low one cannot be
+                raise ValueError(f"bandpass low edge {lo} Hz is too close to Nyquist for fs={self.fs} Hz")
 
     @property
     def n_samples(self) -> int:
@@ -50,6 +52,9 @@ class PreprocessConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "PreprocessConfig":
         d = dict(d)
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown preprocessing settings {sorted(unknown)}")
         if d.get("bandpass") is not None:
             d["bandpass"] = tuple(d["bandpass"])
         return cls(**d)
