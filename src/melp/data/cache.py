@@ -212,22 +212,21 @@ def build_cache(
         for s, rows in chunks
         if s not in done
     ]
+    # Workers are forked before the progress bar exists (tqdm runs a monitor thread).
+    pool = get_context("fork").Pool(workers) if workers > 1 and len(pending) > 1 else None
     bar = tqdm(total=len(table), initial=len(table) - sum(len(t["records"]) for t in pending),
                unit="rec", desc=f"prepare {adapter.name}", disable=not progress)
-
-    def _finished(summary):
-        done.add(summary["shard"])
-        _write_json(manifest_path, {"completed": sorted(done)})
-        bar.update(summary["records"])
-
-    if workers <= 1:
-        for task in pending:
-            _finished(build_shard(task))
-    else:
-        with get_context("fork").Pool(workers) as pool:
-            for summary in pool.imap_unordered(build_shard, pending):
-                _finished(summary)
-    bar.close()
+    try:
+        results = pool.imap_unordered(build_shard, pending) if pool else map(build_shard, pending)
+        for summary in results:
+            done.add(summary["shard"])
+            _write_json(manifest_path, {"completed": sorted(done)})
+            bar.update(summary["records"])
+    finally:
+        bar.close()
+        if pool:  # every result is in by now, or an error stops the build: nothing left to wait for
+            pool.terminate()
+            pool.join()
     return _finalise(out, adapter, table, tasks, table_rejects, cfg, dtype, chunks)
 
 
