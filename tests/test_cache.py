@@ -156,14 +156,19 @@ def test_resume_after_sigkill(tmp_path):
 
 
 def test_real_cinc_cache(real_data, tmp_path):
-    root = real_data / "cinc-smoke" / "G12EC"
-    counts = build_cache(get_adapter("cinc"), root, tmp_path / "c", workers=2, shard_size=4, progress=False)
-    cache = ECGCache(tmp_path / "c")
-    assert counts["records_written"] == len(cache) > 0 and verify_cache(tmp_path / "c") == []
+    """All of cinc-smoke: CPSC .mat, Chapman, G12EC, PTB-XL and PTB (1000 Hz, 15 channels), SPH .h5."""
     import melp
-    first = cache.index.iloc[0]
-    ref = melp.read_record(first["path"]).signal[:, :5000]
-    np.testing.assert_allclose(cache.signal(0)[:, : ref.shape[1]], ref, atol=6e-4)
+    counts = build_cache(get_adapter("cinc"), real_data / "cinc-smoke", tmp_path / "c", workers=2, shard_size=16,
+                         progress=False)
+    assert counts["records_written"] == 79 and counts["rejected"] == 1  # SPH00005.h5 has no metadata row
+    cache = ECGCache(tmp_path / "c")
+    assert verify_cache(tmp_path / "c") == []
+    by_id = {rid: i for i, rid in enumerate(cache.index["record_id"])}
+    ref = melp.read_record(real_data / "cinc-smoke" / "G12EC" / "E00001").signal[:, :5000]
+    np.testing.assert_allclose(cache.signal(by_id["G12EC/E00001"]), ref, atol=6e-4)
+    ptb = next(rid for rid in by_id if rid.startswith("PTB_PTBXL/S"))  # 1000 Hz: resampled to 500 Hz
+    x = cache.signal(by_id[ptb])
+    assert x.shape == (12, 5000) and np.abs(x).max() > 0.1
 
 
 def test_real_ludb_cache(real_data, tmp_path):
