@@ -35,37 +35,19 @@ DEFAULT_PRESET = "text_tiny"
 
 def resolve_model_source(source: str | Path) -> Path:
     """The local folder of a text model given as a path or as ``package:<pypi name>``."""
-    try:  # the model package's resolver is the one authority when it is there
-        from melp.models.text_encoder import resolve_text_model
-    except ImportError:
-        resolve_text_model = None
-    if resolve_text_model is not None:
-        return Path(resolve_text_model(str(source)))
-    source = str(source)
-    if source.startswith("package:"):
-        import importlib
+    from melp.models.text_encoder import resolve_text_model
 
-        name = source.split(":", 1)[1].replace("-", "_")
-        try:
-            module = importlib.import_module(name)
-        except ImportError as err:
-            raise FileNotFoundError(f"text model {source!r}: the Python package {name!r} is not installed") from err
-        return Path(module.MODEL_DIR)
-    path = Path(source)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"text model {source!r} is not a Hugging Face model folder (no config.json)")
-    return path
+    return Path(resolve_text_model(str(source)))
 
 
 def read_cache_reports(cache_dir: str | Path) -> pd.DataFrame:
-    """The ``report`` and ``split`` columns of a cache's ``index.parquet``."""
-    index_path = Path(cache_dir) / "index.parquet"
-    if not index_path.is_file():
-        raise FileNotFoundError(f"{cache_dir} is not a melp cache: {index_path} is missing")
-    index = pd.read_parquet(index_path)
+    """The ``report`` and ``split`` columns of a finished ``melp prepare`` cache's index."""
+    from melp.data.cache import ECGCache
+
+    index = ECGCache(cache_dir).index
     missing = {"report", "split"} - set(index.columns)
     if missing:
-        raise ValueError(f"{index_path} lacks the column(s) {sorted(missing)}")
+        raise ValueError(f"{Path(cache_dir) / 'index.parquet'} lacks the column(s) {sorted(missing)}")
     return index[["report", "split"]]
 
 
@@ -91,20 +73,21 @@ def _unique(texts) -> list[str]:
     return list(seen)
 
 
-def collect_corpus(caches: list, text_files: list, eval_fraction: float, max_eval_texts: int,
-                   seed: int) -> tuple[list[str], list[str]]:
-    """(training texts, held-out texts), each deduplicated; see the module docstring."""
+def split_corpus(tables: list[pd.DataFrame], extra_texts: list[str], eval_fraction: float,
+                 max_eval_texts: int, seed: int) -> tuple[list[str], list[str]]:
+    """(training texts, held-out texts), each deduplicated, from (report, split) tables and extra texts.
+
+    Training: the tables' ``train`` reports and the extra texts. Held out: the ``val`` reports not in
+    training, else (no val split) a seeded ``eval_fraction`` of the training texts. ``test`` is never read.
+    """
     train, val = [], []
-    for cache in caches:
-        table = read_cache_reports(cache)
+    for table in tables:
         train += table.loc[table["split"] == "train", "report"].tolist()
         val += table.loc[table["split"] == "val", "report"].tolist()
-    for path in text_files:
-        train += read_text_file(path)
-    train = _unique(train)
+    train = _unique(train + list(extra_texts))
     if not train:
-        raise ValueError(f"no training text: caches {list(caches)} have no non-empty train-split report "
-                         f"and text files {list(text_files)} have no non-blank line")
+        raise ValueError("no training text: the caches have no non-empty train-split report and the "
+                         "text files no non-blank line")
     in_train = set(train)
     heldout = [t for t in _unique(val) if t not in in_train]
     if not heldout and eval_fraction > 0 and len(train) > 1:
@@ -114,10 +97,21 @@ def collect_corpus(caches: list, text_files: list, eval_fraction: float, max_eva
         held = set(order[:n_eval])
         heldout = [t for i, t in enumerate(train) if i in held]
         train = [t for i, t in enumerate(train) if i not in held]
-    rng = random.Random(seed)
     if len(heldout) > max_eval_texts:
-        heldout = rng.sample(heldout, max_eval_texts)
+        heldout = random.Random(seed).sample(heldout, max_eval_texts)
     return train, heldout
+
+
+def collect_corpus(caches: list, text_files: list, eval_fraction: float, max_eval_texts: int,
+                   seed: int) -> tuple[list[str], list[str]]:
+    """:func:`split_corpus` on the reports of cache folders and the lines of text files."""
+    tables = [read_cache_reports(c) for c in caches]
+    texts = [line for path in text_files for line in read_text_file(path)]
+    try:
+        return split_corpus(tables, texts, eval_fraction, max_eval_texts, seed)
+    except ValueError as err:
+        raise ValueError(f"{err} (caches: {[str(c) for c in caches]}, text files: "
+                         f"{[str(f) for f in text_files]})") from err
 
 
 # ----------------------------------------------------------------------------- masked LM
