@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.ndimage import maximum_filter1d
 from scipy.signal import find_peaks, medfilt
 
 from melp.data.leads import CANONICAL_LEADS
@@ -29,7 +30,15 @@ class Measured:
         self.sig = sig
         velocity = np.abs(np.diff(sig[INDEPENDENT], axis=1)).sum(0)
         smooth = np.convolve(velocity, np.ones(15) / 15, mode="same")
-        peaks, _ = find_peaks(smooth, height=0.25 * smooth.max(), distance=int(0.24 * FS))
+        peaks, _ = find_peaks(smooth, height=0.4 * smooth.max(), distance=int(0.24 * FS))
+        # search back with a lower threshold where a beat seems missing (low-slope ectopic beats)
+        rr = np.median(np.diff(peaks))
+        extra = [
+            a + int(np.argmax(smooth[a + int(0.2 * FS) : b - int(0.2 * FS)])) + int(0.2 * FS)
+            for a, b in zip(peaks[:-1], peaks[1:])
+            if b - a > 1.5 * rr and smooth[a + int(0.2 * FS) : b - int(0.2 * FS)].max() > 0.2 * smooth.max()
+        ]
+        peaks = np.sort(np.r_[peaks, extra]).astype(int)
         self.peaks = peaks
         self.rr = np.diff(peaks) / FS
         inner = peaks[(peaks > PRE) & (peaks < sig.shape[1] - POST)]
@@ -39,18 +48,22 @@ class Measured:
 
     @staticmethod
     def _qrs_bounds(beat):
-        v = np.abs(np.diff(beat[INDEPENDENT], axis=1)).sum(0)
+        """QRS onset/offset: where the spatial velocity exceeds 10% of its peak.
+
+        A running maximum over 30 ms bridges the slow summit of broad (blocked, paced) QRS
+        complexes; it widens the region by exactly 15 ms on each side, taken back at the end.
+        """
+        v = maximum_filter1d(np.abs(np.diff(beat[INDEPENDENT], axis=1)).sum(0), int(30 * MS))
         centre = PRE - int(80 * MS) + int(np.argmax(v[PRE - int(80 * MS) : PRE + int(80 * MS)]))
-        thr = 0.06 * v[centre]
-        run = int(14 * MS)
-
-        def walk(step):
-            i = centre
-            while 0 < i < len(v) - run and (v[i : i + run] if step > 0 else v[i - run : i]).max() > thr:
-                i += step
-            return i
-
-        return walk(-1), walk(+1)
+        above = v > 0.1 * v[centre]
+        onset = centre
+        while onset > 0 and above[onset - 1]:
+            onset -= 1
+        offset = centre
+        while offset < len(v) - 1 and above[offset + 1]:
+            offset += 1
+        half = int(15 * MS)
+        return onset + half, offset - half
 
     @property
     def hr(self):
@@ -168,27 +181,38 @@ def test_atrial_fibrillation_irregular_without_p(normal):
         assert np.isnan(m.pr_ms()) or m.pre_qrs_consistency() < 0.6
 
 
-def test_atrial_flutter_regular_with_fast_atrial_waves():
-    for m in measure(["AFLT"]):
+def _trough_intervals(m, lead="III"):
+    """Intervals (s) between successive prominent troughs of a lead."""
+    x = m.sig[L[lead]] - np.convolve(m.sig[L[lead]], np.ones(251) / 251, mode="same")
+    troughs, _ = find_peaks(-x, prominence=0.05, distance=int(0.14 * FS))
+    return np.diff(troughs) / FS
+
+
+def test_atrial_flutter_regular_with_fast_atrial_waves(normal):
+    for m in measure(["AFLT"], n=8):
         assert np.std(m.rr) / np.mean(m.rr) < 0.03
-        # flutter waves: lead III oscillates at 240-340 /min between the QRS complexes
-        x = m.sig[L["III"]] - np.convolve(m.sig[L["III"]], np.ones(101) / 101, mode="same")
-        seg = x[m.peaks[1] + int(60 * MS) : m.peaks[1] + int(60 * MS) + int(np.median(m.rr) * FS) - int(120 * MS)]
-        crossings = np.flatnonzero(np.diff(np.sign(seg - seg.mean())) > 0).size
-        rate = crossings / (len(seg) / FS) * 60
-        assert 200 <= rate <= 380, rate
+        if m.hr > 120:  # 2:1 conduction: F waves hide in the T waves; the rate gives it away
+            assert 125 <= m.hr <= 175
+            continue
+        # saw-tooth flutter waves in lead III: many trough-to-trough intervals of 0.17-0.26 s (230-350 /min)
+        iv = _trough_intervals(m)
+        assert ((iv > 0.17) & (iv < 0.26)).sum() >= 12
+    for m in normal:
+        iv = _trough_intervals(m)
+        assert ((iv > 0.17) & (iv < 0.26)).sum() < 12
 
 
 def test_premature_beats():
+    inside = lambda m, k: PRE < m.peaks[k + 1] < m.sig.shape[1] - POST  # noqa: E731
     for m in measure(["PAC"]):
-        early = np.flatnonzero(m.rr < 0.85 * np.median(m.rr))
-        assert early.size >= 1
+        early = [k for k in np.flatnonzero(m.rr < 0.85 * np.median(m.rr)) if inside(m, k)]
+        assert len(early) >= 1
         beat = m.peaks[early[0] + 1]
         width = Measured._qrs_bounds(m.sig[:, beat - PRE : beat + POST])
         assert (width[1] - width[0]) / MS < 120  # supraventricular: narrow
     for m in measure(["PVC"]):
-        early = np.flatnonzero(m.rr[:-1] < 0.8 * np.median(m.rr))
-        assert early.size >= 1
+        early = [k for k in np.flatnonzero(m.rr[:-1] < 0.8 * np.median(m.rr)) if inside(m, k)]
+        assert len(early) >= 1
         k = early[0]
         beat = m.peaks[k + 1]
         lo, hi = Measured._qrs_bounds(m.sig[:, beat - PRE : beat + POST])
@@ -249,8 +273,11 @@ def test_voltage_findings(normal):
 
 
 def _pathological_q(m, lead):
+    """Q >= 0.1 mV and either >= 30 ms (from the detected onset, a few ms late) or deep: >= 0.3 mV
+    and a quarter of the R wave (QS complexes included)."""
     duration, depth = m.q_wave(lead)
-    return duration >= 30 and depth >= 0.1
+    r_height = max(m.qrs(lead).max(), 0.0)
+    return depth >= 0.1 and (duration >= 30 or (depth >= 0.3 and depth >= 0.25 * r_height))
 
 
 @pytest.mark.parametrize(

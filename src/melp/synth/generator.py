@@ -211,10 +211,10 @@ def conducted_bumps(findings, subj, prm, rng):
     mi = np.linalg.norm(away, axis=1) > 0
     if mi.any():
         dirs[mi, IQ] = away[mi] / np.linalg.norm(away[mi], axis=1, keepdims=True)
-        mu[mi, IQ], sd[mi, IQ] = 16 * s[mi], 11 * s[mi]
+        mu[mi, IQ], sd[mi, IQ] = 20.0, 12.0
         amp[mi, IQ] = u(0.5, 0.8)[mi] * scale[mi]
         amp[has("AMI"), QS] *= 0.2  # septal necrosis: the septal r of V1-V2 is lost
-        t_dir[mi] = t_dir[mi] + 0.9 * dirs[mi, IQ]
+        t_dir[mi] = t_dir[mi] + 1.3 * dirs[mi, IQ]
         t_dir[mi] /= np.linalg.norm(t_dir[mi], axis=1, keepdims=True)
 
     # Primary repolarisation findings.
@@ -298,6 +298,9 @@ def calibrate_axis(bumps, findings, prm, iterations: int = 2) -> None:
     LAFB) need the measured value in their range. Wide-QRS rhythms keep their own axis.
     """
     keep = _has(findings, "LBBB") | _has(findings, "PACE") | _has(findings, "WPW")
+    # an infarct's own vector moves the axis, as it does in patients (unless the axis is the finding)
+    infarct = _has(findings, "IMI") | _has(findings, "AMI") | _has(findings, "LMI")
+    keep |= infarct & ~(_has(findings, "LAD") | _has(findings, "LAFB"))
     rows = np.flatnonzero(~keep)
     if not rows.size:
         return
@@ -371,7 +374,7 @@ def beat_schedule(findings, prm, rng):
     # Premature beats: at least one of each labelled kind inside the 10 s, sometimes more.
     types = np.zeros((n, MAX_BEATS), dtype=np.int8)
     visible = np.maximum((SECONDS / prm["rr"]).astype(int), 4)
-    first = 1 + (rng.random(n) * np.maximum(visible // 2 - 1, 1)).astype(int)
+    first = 2 + (rng.random(n) * np.maximum(visible // 2 - 2, 1)).astype(int)
     second = first + 2 + (rng.random(n) * np.maximum(visible - first - 3, 1)).astype(int)
     pac, pvc = _has(findings, "PAC"), _has(findings, "PVC")
     rows = np.arange(n)
