@@ -1,4 +1,6 @@
-"""Every evaluation command end to end on a tiny (untrained) model and small simulated sets.
+"""Every evaluation command end to end on a tiny (untrained) model and small simulated sets, and
+zero-shot on real records (LUDB diagnoses; cinc-smoke through the generic CinC adapter) when
+MELP_REAL_DATA points to the shared folder (a few records copied into tmp_path in their layout).
 
 The numbers need not be good; the plumbing must be exact: what a command prints and saves agrees
 with an independent recomputation (scikit-learn on the saved per-record scores, the model's own
@@ -8,8 +10,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
@@ -33,6 +37,16 @@ def model(model_dir):
     import melp
 
     return melp.load(model_dir)
+
+
+@pytest.fixture
+def reuse_model(model, monkeypatch):
+    """Commands get the already-loaded fixture model (loading is tested by the zero-shot and classify
+    tests); this keeps the suite fast."""
+    import melp.eval.embed
+
+    monkeypatch.setattr(melp.eval.embed, "load_model", lambda path: model)
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +105,7 @@ def test_zeroshot_on_a_cinc_folder(model_dir, model, cinc_folder, tmp_path, caps
     np.testing.assert_allclose(scores[:5], direct, atol=1e-5)
 
 
-def test_zeroshot_synth_lists_classes_without_positives(model_dir, tmp_path):
+def test_zeroshot_synth_lists_classes_without_positives(model_dir, reuse_model, tmp_path):
     out = tmp_path / "zs"
     assert main(["zeroshot", "--model", str(model_dir), "--dataset", "synth", "--n", "20",
                  "--out", str(out), "--bootstrap", "20"]) == 0
@@ -104,7 +118,7 @@ def test_zeroshot_synth_lists_classes_without_positives(model_dir, tmp_path):
     assert skipped == {c for c, v in result["per_class"].items() if v["auroc"] is None}
 
 
-def test_probe_seeds_and_saved_scores(model_dir, tmp_path, capsys):
+def test_probe_seeds_and_saved_scores(model_dir, reuse_model, tmp_path, capsys):
     out = tmp_path / "probe"
     assert main(["probe", "--model", str(model_dir), "--dataset", "synth", "--n", "40", "--fraction", "0.1",
                  "--seeds", "2", "--epochs", "3", "--bootstrap", "20", "--out", str(out)]) == 0
@@ -124,12 +138,9 @@ def test_probe_seeds_and_saved_scores(model_dir, tmp_path, capsys):
     assert train_ids[0] != train_ids[1]
 
 
-def test_finetune_command_leaves_the_given_model_untouched(model_dir, model, tmp_path, monkeypatch):
+def test_finetune_command_leaves_the_given_model_untouched(model_dir, model, reuse_model, tmp_path):
     import torch
 
-    import melp.eval.embed
-
-    monkeypatch.setattr(melp.eval.embed, "load_model", lambda path: model)  # observe the caller's model
     before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("ecg_encoder")}
     out = tmp_path / "ft"
     assert main(["finetune", "--model", str(model_dir), "--dataset", "synth", "--n", "20", "--fraction", "1.0",
@@ -143,7 +154,7 @@ def test_finetune_command_leaves_the_given_model_untouched(model_dir, model, tmp
             assert torch.equal(v, before[k]), k
 
 
-def test_retrieve_on_a_cache(model_dir, model, pairs_cache, tmp_path):
+def test_retrieve_on_a_cache(model_dir, model, reuse_model, pairs_cache, tmp_path):
     out = tmp_path / "ret"
     assert main(["retrieve", "--model", str(model_dir), "--root", str(pairs_cache), "--split", "all",
                  "--out", str(out)]) == 0
@@ -163,7 +174,7 @@ def test_retrieve_on_a_cache(model_dir, model, pairs_cache, tmp_path):
     assert (out / "results.md").read_text().count("|") > 8
 
 
-def test_generate_on_a_cache(model_dir, pairs_cache, tmp_path):
+def test_generate_on_a_cache(model_dir, reuse_model, pairs_cache, tmp_path):
     import pandas as pd
     import sacrebleu
 
@@ -187,7 +198,7 @@ def test_text_metrics_of_perfect_generation():
     assert text_metrics(["normal ecg."] * 2, refs)["rouge_l"] < 0.5
 
 
-def test_bench_all_summary_matches_its_runs(model_dir, tmp_path, capsys):
+def test_bench_all_summary_matches_its_runs(model_dir, reuse_model, tmp_path, capsys):
     config = tmp_path / "bench.yaml"
     config.write_text("seeds: 2\nbootstrap: 10\ntasks:\n  - {task: synth, n: 30, seed: 4}\n"
                       "protocols: [zeroshot, probe-0.1, probe-1.0]\nprobe: {epochs: 2}\n")
@@ -251,8 +262,70 @@ def test_classify_ranks_labels_over_windows(model_dir, model, long_record, capsy
     np.testing.assert_allclose([float(r[2]) for r in rows], [v for _, v in ranked], atol=2e-4)
 
 
-def test_report_prints_one_report_per_window(model_dir, long_record, capsys):
+def test_report_prints_one_report_per_window(model_dir, reuse_model, long_record, capsys):
     with pytest.warns(UserWarning, match="zero-filled"):
         assert main(["report", str(long_record), "--model", str(model_dir), "--beams", "1", "--max-len", "5"]) == 0
     printed = capsys.readouterr().out.strip().splitlines()
     assert [line.split("]")[0] for line in printed] == ["[0-10 s", "[10-20 s"]
+
+
+# ----------------------------------------------------------------------------- real records
+
+
+def _agrees_with_sklearn(out):
+    result = json.loads((out / "results.json").read_text())
+    _, classes, labels, scores = read_scores(out / "scores.csv")
+    scored = []
+    for c, name in enumerate(classes):
+        if 0 < labels[:, c].sum() < len(labels):
+            assert result["per_class"][name]["auroc"] == pytest.approx(roc_auc_score(labels[:, c], scores[:, c]))
+            scored.append(name)
+        else:
+            assert result["per_class"][name]["auroc"] is None
+    assert scored and result["n_scored_classes"] == len(scored)
+    return result
+
+
+def test_zeroshot_on_real_ludb_records(real_data, model_dir, reuse_model, tmp_path):
+    src = real_data / "ludb"
+    root = tmp_path / "ludb"
+    (root / "data").mkdir(parents=True)
+    ids = list(range(1, 11))
+    table = pd.read_csv(src / "ludb.csv", dtype=str, keep_default_na=False)
+    table[table["ID"].astype(int).isin(ids)].to_csv(root / "ludb.csv", index=False)
+    for i in ids:
+        for f in (src / "data").glob(f"{i}.*"):
+            shutil.copy(f, root / "data" / f.name)
+    out = tmp_path / "out"
+    assert main(["zeroshot", "--model", str(model_dir), "--dataset", "ludb", "--root", str(root),
+                 "--out", str(out), "--bootstrap", "50"]) == 0
+    result = _agrees_with_sklearn(out)
+    assert result["n"] == len(ids) and result["split"] == "all"
+    assert "Sinus rhythm" in result["per_class"] and result["per_class"]["Sinus rhythm"]["n_pos"] > 0
+    assert not [s for s in result["skipped"] if "no description" in s["reason"]]  # every diagnosis described
+
+
+def test_zeroshot_on_real_cinc_records(real_data, model_dir, reuse_model, tmp_path):
+    src = real_data / "cinc-smoke"
+    root = tmp_path / "cinc"
+    picks = {"CPSC_CPSC-Extra": ["A0001", "A0002", "A0003", "Q0001"], "ChapmanShaoxing_Ningbo": ["JS00001", "JS00002"],
+             "G12EC": None, "PTB_PTBXL": ["HR00001", "HR00002", "S0001"]}
+    for folder, stems in picks.items():
+        (root / folder).mkdir(parents=True)
+        heas = sorted((src / folder).glob("*.hea"))
+        chosen = stems if stems is not None else [h.stem for h in heas[:3]]
+        for stem in chosen:
+            for f in (src / folder).glob(f"{stem}.*"):
+                shutil.copy(f, root / folder / f.name)
+    meta = pd.read_csv(src / "SPH" / "metadata.csv", dtype=str)
+    (root / "SPH").mkdir()
+    meta.head(2).to_csv(root / "SPH" / "metadata.csv", index=False)
+    for name in meta.head(2)["ECG_ID"]:
+        shutil.copy(src / "SPH" / name, root / "SPH" / name)
+    out = tmp_path / "out"
+    assert main(["zeroshot", "--model", str(model_dir), "--dataset", "cinc", "--root", str(root),
+                 "--out", str(out), "--bootstrap", "50"]) == 0
+    result = _agrees_with_sklearn(out)
+    assert result["n"] == 14 and not result["rejects"]
+    assert "426783006" in result["classes"]  # SNOMED codes described through the shared map
+    assert np.isfinite(result["macro_auroc"])
