@@ -196,3 +196,16 @@ def test_reject_reasons_are_grouped_by_kind():
     b = reason_group("RecordError: /y/2.dat: truncated: header 2.hea declares 7500 samples, the file holds 9")
     assert a == b == "RecordError: truncated"
     assert reason_group("report shorter than 4 words") == "report shorter than 4 words"
+
+
+def test_code15_hdf5_rows_cache(tmp_path):
+    from melp.data.preprocess import prepare_signal
+    from datafixtures import write_code15
+    root, signals = write_code15(tmp_path / "code15", (3, 2))
+    counts = build_cache(get_adapter("code15"), root, tmp_path / "c", workers=2, shard_size=2, progress=False)
+    assert counts["records_written"] == 5 and counts["rejected"] == 0
+    cache = ECGCache(tmp_path / "c")
+    i = list(cache.index["record_id"]).index("104")
+    expected = prepare_signal(signals[104], 400, cache.preprocess)[0]  # 400 Hz -> 500 Hz, 10 s
+    np.testing.assert_allclose(cache.signal(i), expected, atol=6e-4)
+    assert cache.index.loc[i, "labels_code15"] == ["1dAVb"]
