@@ -1,8 +1,9 @@
 """``simulate(n, seed)``: batches of simulated 12-lead ECGs with findings and reports.
 
 Work is done in chunks of CHUNK ECGs, each with its own random stream derived from (seed, chunk
-number), so a given seed always yields the same ECGs whatever n is (the first 256 of
-``simulate(1000, s)`` are ``simulate(256, s)``) and memory stays bounded.
+number): a seed always yields the same ECGs, ``iter_batches`` streams exactly the ECGs of
+``simulate`` (so exporters never hold more than a chunk), and every full chunk is the same
+whatever n is (the first 256 ECGs of ``simulate(1000, s)`` are ``simulate(256, s)``).
 """
 from __future__ import annotations
 
