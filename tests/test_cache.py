@@ -209,3 +209,11 @@ def test_code15_hdf5_rows_cache(tmp_path):
     expected = prepare_signal(signals[104], 400, cache.preprocess)[0]  # 400 Hz -> 500 Hz, 10 s
     np.testing.assert_allclose(cache.signal(i), expected, atol=6e-4)
     assert cache.index.loc[i, "labels_code15"] == ["1dAVb"]
+
+
+def test_prepare_cli_errors_name_the_problem(tmp_path, capsys):
+    assert melp_main(["prepare", "ludb", "--root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c")]) == 1
+    assert "is not a folder" in capsys.readouterr().err
+    assert melp_main(["prepare", "ludb", "--root", str(tmp_path), "--out", str(tmp_path / "c")]) == 1
+    assert "ludb.csv: missing" in capsys.readouterr().err
+    assert melp_main(["prepare"]) == 2

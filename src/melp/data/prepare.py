@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from melp.data.adapters import ADAPTERS
 
@@ -53,15 +54,22 @@ def run(args: argparse.Namespace) -> int:
     from melp.data.adapters import get_adapter
     from melp.data.preprocess import PreprocessConfig
 
+    if not Path(args.root).is_dir():
+        print(f"melp prepare: --root {args.root} is not a folder", file=sys.stderr)
+        return 1
     cfg = PreprocessConfig(
         fs=args.fs, seconds=args.seconds, windows=args.windows,
         bandpass=tuple(args.bandpass) if args.bandpass else None, normalize=args.normalize,
     )
-    counts = build_cache(
-        get_adapter(args.dataset), args.root, args.out, cfg,
-        workers=args.workers, shard_size=args.shard_size or DEFAULT_SHARD_SIZE,
-        dtype=args.dtype, overwrite=args.overwrite, progress=not args.quiet,
-    )
+    try:
+        counts = build_cache(
+            get_adapter(args.dataset), args.root, args.out, cfg,
+            workers=args.workers, shard_size=args.shard_size or DEFAULT_SHARD_SIZE,
+            dtype=args.dtype, overwrite=args.overwrite, progress=not args.quiet,
+        )
+    except (FileNotFoundError, ValueError, RuntimeError) as e:  # a wrong layout or folder: say what, no traceback
+        print(f"melp prepare {args.dataset}: {e}", file=sys.stderr)
+        return 1
     print(f"{args.out}: {counts['records_written']} of {counts['records_in_table']} table records written "
           f"({counts['windows_written']} windows), {counts['rejected']} rejected")
     for reason, n in counts["rejected_by_reason"].items():
