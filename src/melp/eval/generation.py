@@ -30,8 +30,9 @@ def text_metrics(generated: list[str], references: list[str]) -> dict:
     ref = [normalize_report(r) for r in references]
     bleu = sacrebleu.corpus_bleu(gen, [ref]).score / 100.0
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    rouge = float(np.mean([scorer.score(r, g)["rougeL"].fmeasure for r, g in zip(ref, gen)])) if gen else float("nan")
-    return {"bleu4": bleu, "rouge_l": rouge}
+    per_record = [scorer.score(r, g)["rougeL"].fmeasure for r, g in zip(ref, gen)]
+    return {"bleu4": bleu, "rouge_l": float(np.mean(per_record)) if gen else float("nan"),
+            "rouge_l_per_record": per_record}
 
 
 def evaluate_generation(model, cache, split: str | None = "test", beams: int = 3, max_records: int | None = None,
@@ -48,8 +49,9 @@ def evaluate_generation(model, cache, split: str | None = "test", beams: int = 3
         idx = np.arange(start, min(len(data), start + batch_size))
         generated += model.generate(data.signals(idx), fs=data.fs, beams=beams, max_len=max_len)
     metrics = text_metrics(generated, data.reports)
-    predictions = [{"record_id": r, "reference": ref, "generated": g}
-                   for r, ref, g in zip(data.record_ids.tolist(), data.reports, generated)]
+    per_record = metrics.pop("rouge_l_per_record")
+    predictions = [{"record_id": r, "reference": ref, "generated": g, "rouge_l": s}
+                   for r, ref, g, s in zip(data.record_ids.tolist(), data.reports, generated, per_record)]
     return {"protocol": "generation", "split": split, "beams": beams, "n": len(data), **metrics,
             "predictions": predictions}
 
@@ -82,6 +84,8 @@ def run(args) -> int:
           + outputs.markdown_table(["BLEU-4", "ROUGE-L"], [[outputs.fmt(result["bleu4"]), outputs.fmt(result["rouge_l"])]])
           + "\nExamples:\n\n" + examples)
     (out / "results.md").write_text(md)
+    outputs.plot_histogram(out / "rouge_l.png", [p["rouge_l"] for p in result["predictions"]], "ROUGE-L per record",
+                           f"report generation, BLEU-4 {outputs.fmt(result['bleu4'])}")
     print(md)
     print(f"written to {out}")
     return 0

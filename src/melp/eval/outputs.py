@@ -125,3 +125,42 @@ def plot_classification(out_dir: str | Path, labels: np.ndarray, scores: np.ndar
     fig.savefig(bars_path, dpi=110)
     plt.close(fig)
     return [roc_path, bars_path]
+
+
+def plot_bars(path: str | Path, groups: dict[str, dict[str, float]], ylabel: str, title: str) -> Path:
+    """Grouped bars: {group: {bar: value}} (e.g. retrieval direction -> R@k)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(groups)
+    bars = list(dict.fromkeys(b for g in groups.values() for b in g))
+    width = 0.8 / max(1, len(bars))
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for j, bar in enumerate(bars):
+        ax.bar(np.arange(len(names)) + j * width, [groups[g].get(bar, np.nan) for g in names], width, label=bar)
+    ax.set_xticks(np.arange(len(names)) + width * (len(bars) - 1) / 2, names)
+    ax.set(ylim=(0, 1), ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_histogram(path: str | Path, values, xlabel: str, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.hist(np.asarray(values, dtype=float), bins=20, range=(0, 1), color="tab:blue")
+    ax.set(xlabel=xlabel, ylabel="records", title=title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

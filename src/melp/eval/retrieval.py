@@ -103,6 +103,10 @@ def run(args) -> int:
     out = Path(args.out)
     outputs.write_json(out / "results.json", result)
     (out / "results.md").write_text(markdown(result))
+    outputs.plot_bars(out / "recall.png", {d: {f"R@{k}": result[f"{key}_r{k}"] for k in KS}
+                                           for d, key in (("ECG -> report", "ecg_to_report"),
+                                                          ("report -> ECG", "report_to_ecg"))},
+                      "recall", f"retrieval, {result['n_pairs']} pairs")
     print(markdown(result))
     print(f"written to {out}")
     return 0
