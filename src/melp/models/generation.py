@@ -94,12 +94,11 @@ def beam_search(model, ecg: Tensor, beams: int, max_len: int, length_penalty: fl
         stepper.reorder(index)
         if all(closed):
             break
-    for i in range(b):  # hypotheses that hit max_len without ending
-        if not finished[i]:
-            for beam in range(k):
-                if scores[i, beam] > float("-inf"):
-                    ids = seq[i * k + beam, 1:].tolist()
-                    finished[i].append((float(scores[i, beam]) / len(ids) ** length_penalty, ids))
+    for i in range(b):  # live beams at max_len compete with the finished ones
+        for beam in range(k):
+            if not closed[i] and scores[i, beam] > float("-inf"):
+                ids = seq[i * k + beam, 1:].tolist()
+                finished[i].append((float(scores[i, beam]) / len(ids) ** length_penalty, ids))
     return [_strip(max(f, key=lambda h: h[0])[1], enc.end_id, enc.pad_id) for f in finished]
 
 

@@ -1,0 +1,63 @@
+"""Generation mechanics: the decoder's key/value cache and the two search strategies."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import melp
+from melp.models.config import MELPConfig
+from melp.models.generation import beam_search, generate_ids, greedy
+from melp.models.text_encoder import build_random_text_model
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    text_dir = build_random_text_model(tmp_path_factory.mktemp("text"), hidden_size=32, layers=2, heads=2,
+                                       intermediate_size=64)
+    cfg = MELPConfig.from_preset("tiny")
+    cfg.text.source = str(text_dir)
+    cfg.ecg.width, cfg.ecg.layers, cfg.ecg.ffn_dim, cfg.ecg.conv_dim = 64, 1, 128, 32
+    cfg.decoder.width, cfg.decoder.layers = 32, 2
+    cfg.poolers.caption_queries, cfg.poolers.caption_heads, cfg.poolers.beat_heads = 8, 2, 2
+    cfg.embed_dim = 32
+    torch.manual_seed(0)
+    return melp.MELP(cfg).eval()
+
+
+def test_cached_decoding_equals_a_full_pass(model):
+    torch.manual_seed(1)
+    ecg_tokens = model.encode_ecg(torch.rand(2, 12, 2000))["tokens"]
+    ids = model.tokenize(["sinus rhythm. left axis deviation. abnormal ecg."] * 2)["input_ids"]
+    with torch.no_grad():
+        states = model.text_encoder.states(ids)
+        full = model.decoder.hidden(states, ecg_tokens)
+        state, steps = {}, []
+        steps.append(model.decoder.hidden(states[:, :3], ecg_tokens, state))  # a prompt, then one at a time
+        for t in range(3, ids.shape[1]):
+            steps.append(model.decoder.hidden(states[:, t:t + 1], None, state))
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=0, atol=1e-5)
+    assert state["self"][0]["k"].shape[2] == ids.shape[1]
+
+
+def test_reorder_state_selects_rows(model):
+    ecg_tokens = model.encode_ecg(torch.rand(3, 12, 2000))["tokens"]
+    states = torch.randn(3, 2, model.text_encoder.hidden_size)
+    state = {}
+    with torch.no_grad():
+        model.decoder.hidden(states, ecg_tokens, state)
+    before = state["self"][1]["v"].clone()
+    model.decoder.reorder_state(state, torch.tensor([2, 2, 0]))
+    torch.testing.assert_close(state["self"][1]["v"], before[[2, 2, 0]])
+    assert state["cross"][0][0].shape[0] == 3
+
+
+def test_one_beam_equals_greedy_and_outputs_are_clean(model):
+    ecg = torch.rand(3, 12, 2000)
+    g = greedy(model, ecg, max_len=8)
+    assert beam_search(model, ecg, beams=1, max_len=8) == g
+    enc = model.text_encoder
+    special = {enc.bos_id, enc.pad_id, enc.end_id}
+    for ids in [*g, *beam_search(model, ecg, beams=3, max_len=8)]:
+        assert len(ids) <= 7 and not special & set(ids)
+    with pytest.raises(ValueError):
+        generate_ids(model, ecg, beams=0)

@@ -1,0 +1,226 @@
+"""The MELP model: sizes, shapes, causality, the model folder, and learning a few pairs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import melp
+from melp.models.config import MELPConfig
+from melp.models.ecg_encoder import ECGEncoder
+from melp.models.poolers import AttentionalPooler
+from melp.models.text_encoder import build_random_text_model
+
+REPORTS = ["sinus rhythm. normal ecg.", "atrial fibrillation. abnormal ecg."]
+
+
+@pytest.fixture(scope="module")
+def text_dir(tmp_path_factory):
+    """A small random BERT with the real uncased WordPiece vocabulary."""
+    return build_random_text_model(tmp_path_factory.mktemp("text"), hidden_size=32, layers=2, heads=2,
+                                   intermediate_size=64)
+
+
+def small_config(text_dir) -> MELPConfig:
+    """The tiny preset, narrowed further so that tests run in seconds."""
+    cfg = MELPConfig.from_preset("tiny")
+    cfg.text.source = str(text_dir)
+    cfg.ecg.width, cfg.ecg.layers, cfg.ecg.ffn_dim, cfg.ecg.conv_dim = 64, 2, 128, 32
+    cfg.decoder.width, cfg.decoder.layers = 32, 1
+    cfg.poolers.caption_queries, cfg.poolers.caption_heads, cfg.poolers.beat_heads = 8, 2, 2
+    cfg.embed_dim = 32
+    cfg.preprocess = melp.PreprocessConfig(seconds=4.0)  # 2000 samples -> 50 frames
+    return cfg
+
+
+def toy_ecgs(n: int = 4, fs: int = 500, seconds: float = 4.0) -> np.ndarray:
+    """Even n: regular narrow spikes ("sinus"); odd n: irregular spikes on a wavy baseline ("AF")."""
+    t = np.arange(int(fs * seconds)) / fs
+    out = []
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        if i % 2 == 0:
+            beats = np.arange(0.3, seconds, 0.7)
+        else:
+            beats = np.cumsum(rng.uniform(0.25, 0.9, 20))
+            beats = beats[beats < seconds]
+        s = np.exp(-(((t[:, None] - beats[None]) / 0.02) ** 2)).sum(axis=1)
+        if i % 2 == 1:
+            s = s + 0.2 * np.sin(2 * np.pi * 6 * t)
+        x = np.stack([s * (1 + 0.1 * k) for k in range(12)]) + 0.05 * rng.standard_normal((12, t.size))
+        out.append(x.astype(np.float32))
+    return np.stack(out)
+
+
+def test_paper_sizes_match_the_reference():
+    cfg = MELPConfig.from_preset("paper")
+    with torch.device("meta"):
+        encoder = ECGEncoder(cfg.ecg)
+        poolers = [AttentionalPooler(cfg.decoder.width, cfg.ecg.width, 8, 128),
+                   AttentionalPooler(cfg.embed_dim, cfg.ecg.width, 8, cfg.poolers.n_beats)]
+    n_encoder = sum(p.numel() for p in encoder.parameters())
+    n_poolers = sum(p.numel() for m in poolers for p in m.parameters()) + cfg.embed_dim ** 2
+    assert 62e6 <= n_encoder <= 67e6
+    assert 64.5e6 <= n_encoder + n_poolers <= 65.5e6  # DESIGN 1.1: 65.1 M with the two poolers
+    assert encoder.n_frames(5000) == 312
+    sizes = {}
+    for name in ("tiny", "base", "large"):
+        with torch.device("meta"):
+            sizes[name] = sum(p.numel() for p in ECGEncoder(MELPConfig.from_preset(name).ecg).parameters())
+    assert sizes["tiny"] < 5e6 < n_encoder < sizes["base"] < sizes["large"]
+
+
+def test_config_roundtrip_and_errors(tmp_path):
+    cfg = MELPConfig.from_preset("tiny")
+    assert MELPConfig.from_dict(cfg.to_dict()) == cfg
+    cfg.to_yaml(tmp_path / "c.yaml")
+    assert MELPConfig.from_yaml(tmp_path / "c.yaml") == cfg
+    (tmp_path / "bad.yaml").write_text("ecg:\n  widht: 3\n")
+    with pytest.raises(ValueError, match="bad.yaml.*widht"):
+        MELPConfig.from_yaml(tmp_path / "bad.yaml")
+    with pytest.raises(ValueError, match="unknown model preset"):
+        MELPConfig.from_preset("huge")
+
+
+def test_tokenize_pads_to_longest_and_marks_sentences(text_dir):
+    model = melp.MELP(small_config(text_dir))
+    tok = model.tokenize(["sinus rhythm. normal ecg.", "sinus rhythm"])
+    ids, mask, sid = tok["input_ids"], tok["attention_mask"], tok["sentence_ids"]
+    enc = model.text_encoder
+    assert ids.shape[1] == int(mask.sum(1).max())  # padded to the longest, not to max_length
+    for b in range(2):
+        n = int(mask[b].sum())
+        assert ids[b, 0] == enc.bos_id and ids[b, n - 1] == enc.end_id
+        assert (ids[b, n:] == enc.pad_id).all() and (sid[b, n - 1:] == -1).all() and sid[b, 0] == -1
+    assert sid[0].max() == 1 and sid[1].max() == 0
+    words = enc.tokenizer.convert_ids_to_tokens(ids[0][sid[0] == 1].tolist())
+    assert "normal" in words and "sinus" not in words
+    model.config.text.max_length = 6
+    short = model.tokenize(["sinus rhythm. normal ecg. left axis deviation."])
+    assert short["input_ids"].shape[1] == 6 and short["input_ids"][0, -1] == enc.end_id
+
+
+def test_forward_shapes_losses_and_frozen_layers(text_dir):
+    torch.manual_seed(0)
+    model = melp.MELP(small_config(text_dir))
+    x = torch.rand(3, 12, 2000)
+    e = model.encode_ecg(x)
+    d = model.config.embed_dim
+    assert e["embedding"].shape == (3, d) and e["beats"].shape == (3, 13, d) and e["features"].shape == (3, d)
+    assert e["tokens"].shape == (3, 8, model.config.decoder.width)
+    assert torch.allclose(e["embedding"].norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert torch.allclose(e["embedding"], torch.nn.functional.normalize(e["beats"].mean(1), dim=-1))
+    out = model(x, model.tokenize([*REPORTS, "sinus bradycardia"]))
+    assert set(out) == {"loss", "loss_global", "loss_caption", "loss_local", "logit_scale"}
+    w = model.config.loss
+    expected = w.global_weight * out["loss_global"] + w.caption_weight * out["loss_caption"] + w.local_weight * out["loss_local"]
+    assert torch.isfinite(out["loss"]) and torch.allclose(out["loss"], expected)
+    out["loss"].backward()
+    layers = model.text_encoder.model.encoder.layer
+    assert all(p.grad is None for p in layers[0].parameters())  # first half frozen
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in layers[1].parameters())
+    assert model.ecg_encoder.features.layers[0][0].weight.grad.abs().sum() > 0
+    assert model.decoder.vocab.weight.grad.abs().sum() > 0
+
+
+def test_feature_extractor_gradient_is_scaled(text_dir):
+    cfg = small_config(text_dir).ecg
+    grads = {}
+    for scale in (1.0, 0.1):
+        cfg.feature_grad_scale, cfg.dropout = scale, 0.0
+        torch.manual_seed(0)
+        enc = ECGEncoder(cfg)
+        enc(torch.rand(2, 12, 2000)).sum().backward()
+        grads[scale] = enc.features.layers[-1][0].weight.grad.clone()
+    torch.testing.assert_close(grads[0.1], 0.1 * grads[1.0], rtol=1e-4, atol=1e-8)
+
+
+def test_text_encoder_and_decoder_are_causal(text_dir):
+    torch.manual_seed(0)
+    model = melp.MELP(small_config(text_dir)).eval()
+    tok = model.tokenize(["sinus rhythm with first degree av block. normal ecg."])
+    ids = tok["input_ids"]
+    t = 3
+    changed = ids.clone()
+    changed[0, t + 1] = model.text_encoder.tokenizer.convert_tokens_to_ids("tachycardia")
+    assert changed[0, t + 1] != ids[0, t + 1]
+    ecg_tokens = model.encode_ecg(torch.rand(1, 12, 2000))["tokens"]
+    with torch.no_grad():
+        states = [model.text_encoder.states(i, tok["attention_mask"]) for i in (ids, changed)]
+        logits = [model.decoder.vocab(model.decoder.hidden(s[:, :-1], ecg_tokens)) for s in states]
+    torch.testing.assert_close(states[0][:, : t + 1], states[1][:, : t + 1], rtol=0, atol=1e-5)
+    torch.testing.assert_close(logits[0][:, : t + 1], logits[1][:, : t + 1], rtol=0, atol=1e-5)
+    # the change is seen from t+1 on, including by the final [CLS] (it attends to every token)
+    assert (states[0][:, t + 1] - states[1][:, t + 1]).abs().max() > 1e-3
+    assert (states[0][:, -1] - states[1][:, -1]).abs().max() > 1e-3
+
+
+@pytest.fixture(scope="module")
+def overfit_model(text_dir):
+    """A small model trained for a few dozen steps on four ECG-report pairs."""
+    torch.manual_seed(0)
+    cfg = small_config(text_dir)
+    cfg.ecg.dropout = 0.0
+    model = melp.MELP(cfg)
+    x = toy_ecgs(4)
+    batch = torch.from_numpy(np.concatenate([melp.preprocess(s, 500, model.config.preprocess) for s in x]))
+    tokens = model.tokenize(REPORTS * 2)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
+    warmup = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / 8))  # no collapse
+    for _ in range(40):
+        opt.zero_grad()
+        model(batch, tokens)["loss"].backward()
+        opt.step()
+        warmup.step()
+    return model.eval(), x
+
+
+def test_zero_shot_ranks_the_matching_description_first(overfit_model):
+    model, x = overfit_model
+    scores = model.zero_shot(x, {"normal": "sinus rhythm. normal ecg.", "af": ["atrial fibrillation. abnormal ecg."]})
+    assert scores.shape == (4, 2)
+    assert (scores.argmax(axis=1) == np.array([0, 1, 0, 1])).all()
+
+
+def test_generate_reproduces_the_training_reports(overfit_model):
+    model, x = overfit_model
+    expected = [REPORTS[i % 2] for i in range(4)]
+    assert model.generate(x, beams=1) == expected
+    assert model.generate(x, beams=3) == expected
+
+
+def test_save_load_gives_identical_outputs(overfit_model, tmp_path, monkeypatch):
+    model, x = overfit_model
+    model.save_pretrained(tmp_path / "m")
+    for name in ("config.json", "model.safetensors", "preprocess.json", "text_model/config.json",
+                 "text_model/tokenizer.json"):
+        assert (tmp_path / "m" / name).is_file()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    loaded = melp.load(tmp_path / "m")
+    assert loaded.text_encoder.bos_id == model.text_encoder.bos_id
+    np.testing.assert_array_equal(loaded.embed_ecg(x), model.embed_ecg(x))
+    np.testing.assert_array_equal(loaded.ecg_features(x), model.ecg_features(x))
+    np.testing.assert_array_equal(loaded.embed_text(REPORTS), model.embed_text(REPORTS))
+    (tmp_path / "m" / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        melp.load(tmp_path / "m")
+
+
+def test_embed_ecg_applies_preprocessing(overfit_model):
+    model, x = overfit_model
+    ref = model.embed_ecg(x[:2])
+    # torch input, another rate: resampled back to 500 Hz gives (nearly) the same embedding
+    from scipy.signal import resample_poly
+
+    at_250 = resample_poly(x[:2], 1, 2, axis=-1).astype(np.float32)
+    np.testing.assert_allclose(model.embed_ecg(torch.from_numpy(at_250), fs=250), ref, atol=0.05)
+    # several windows: the embedding is the normalised mean of the windows' embeddings
+    model.config.preprocess = melp.PreprocessConfig(seconds=4.0, windows="all")
+    try:
+        both = model.embed_ecg(np.concatenate([x[0], x[1]], axis=-1)[None])
+    finally:
+        model.config.preprocess = melp.PreprocessConfig(seconds=4.0)
+    mean = ref.mean(axis=0)
+    np.testing.assert_allclose(both[0], mean / np.linalg.norm(mean), atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(12, T\)"):
+        model.embed_ecg(np.zeros((2, 8, 5000), np.float32))
