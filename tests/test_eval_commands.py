@@ -105,6 +105,23 @@ def test_zeroshot_on_a_cinc_folder(model_dir, model, cinc_folder, tmp_path, caps
     np.testing.assert_allclose(scores[:5], direct, atol=1e-5)
 
 
+def test_zeroshot_on_a_prepared_ptbxl_cache_reads_the_test_split(model_dir, reuse_model, tmp_path):
+    from melp import synth
+    from melp.data.cache import ECGCache
+
+    synth.export("ptbxl", tmp_path / "ptbxl", 100, seed=6)
+    assert main(["prepare", "ptbxl", "--root", str(tmp_path / "ptbxl"), "--out", str(tmp_path / "cache")]) in (0, None)
+    out = tmp_path / "zs"
+    assert main(["zeroshot", "--model", str(model_dir), "--dataset", "ptbxl-super", "--root", str(tmp_path / "cache"),
+                 "--out", str(out), "--bootstrap", "20"]) == 0
+    result = json.loads((out / "results.json").read_text())
+    index = ECGCache(tmp_path / "cache").index
+    test_ids = set(index.loc[(index["split"] == "test") & (index["labels_super"].map(len) > 0), "record_id"])
+    ids, _, _, _ = read_scores(out / "scores.csv")
+    assert result["split"] == "test" and set(ids) == test_ids
+    _check_saved_aurocs(out, result)
+
+
 def test_zeroshot_synth_lists_classes_without_positives(model_dir, reuse_model, tmp_path):
     out = tmp_path / "zs"
     assert main(["zeroshot", "--model", str(model_dir), "--dataset", "synth", "--n", "20",
