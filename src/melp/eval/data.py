@@ -160,13 +160,19 @@ class EvalSet:
         store = np.lib.format.open_memmap(Path(tmp.name) / "signals.npy", mode="w+", dtype=np.float32,
                                           shape=(len(table), 12, window.n_samples))
         ok = np.zeros(len(table), dtype=bool)
+        zero_filled = []
         for r, path in enumerate(tqdm(table["path"].tolist(), desc=f"reading {dataset}", unit="rec")):
             try:
-                record = read_record(path, allow_missing_leads=True) if allow_missing_leads else read_record(path)
+                record = read_record(path, allow_missing_leads=allow_missing_leads)
                 store[r] = prepare_signal(record.signal, record.fs, window)[0]
                 ok[r] = True
             except Exception as err:  # a damaged record is reported with its reason, not hidden
                 rejects.append((str(path), f"{type(err).__name__}: {err}"))
+                continue
+            if record.meta.get("missing_leads"):
+                zero_filled.append(f"{path} ({', '.join(record.meta['missing_leads'])})")
+        if zero_filled:
+            warnings.warn(f"{dataset}: {len(zero_filled)} record(s) with zero-filled missing leads, e.g. {zero_filled[0]}")
         if rejects:
             warnings.warn(f"{dataset}: {len(rejects)} record(s) left out, e.g. {rejects[0][0]}: {rejects[0][1]}")
         keep = np.flatnonzero(ok)
