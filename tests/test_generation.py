@@ -61,3 +61,15 @@ def test_one_beam_equals_greedy_and_outputs_are_clean(model):
         assert len(ids) <= 7 and not special & set(ids)
     with pytest.raises(ValueError):
         generate_ids(model, ecg, beams=0)
+
+
+def test_text_encoder_cache_gives_the_same_search_as_re_encoding(model):
+    ecg = torch.rand(2, 12, 2000)
+    ids = model.tokenize(["sinus rhythm. left axis deviation."])["input_ids"][:, :-1]  # no final [CLS]
+    with torch.no_grad():
+        full = model.text_encoder.states(ids)
+        first, cache = model.text_encoder.step(ids[:, :2])
+        rest = [model.text_encoder.step(ids[:, t:t + 1], cache)[0] for t in range(2, ids.shape[1])]
+    torch.testing.assert_close(torch.cat([first, *rest], dim=1), full, rtol=0, atol=1e-5)
+    assert greedy(model, ecg, 8, use_cache=True) == greedy(model, ecg, 8, use_cache=False)
+    assert beam_search(model, ecg, 3, 8, use_cache=True) == beam_search(model, ecg, 3, 8, use_cache=False)

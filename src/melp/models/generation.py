@@ -1,9 +1,9 @@
 """Report generation from an ECG: greedy and beam search (DESIGN 1.4, 4).
 
-Each step runs the causal text encoder on the prefix and the caption decoder on the newest
-position only, with the decoder's self-attention keys/values (and its cross-attention keys/values
-of the ECG tokens) cached. Because the text encoder is causal, the states of earlier positions do
-not change as the prefix grows, so the cached decoder keys stay exact.
+Each step feeds only the newest token: the causal text encoder keeps its Hugging Face key/value
+cache, and the caption decoder caches its self-attention keys/values and the cross-attention
+keys/values of the ECG tokens. Because the text encoder is causal, the states of earlier positions
+never change as the prefix grows, so every cached entry stays exact; beams reorder all caches.
 """
 from __future__ import annotations
 
@@ -14,29 +14,37 @@ from torch import Tensor
 class _Stepper:
     """Feeds a growing batch of prefixes through text encoder + decoder, one new token at a time."""
 
-    def __init__(self, model, ecg_tokens: Tensor):
-        self.model, self.ecg_tokens, self.state = model, ecg_tokens, {}
+    def __init__(self, model, ecg_tokens: Tensor, use_cache: bool = True):
+        self.model, self.ecg_tokens, self.use_cache = model, ecg_tokens, use_cache
+        self.state, self.text_cache = {}, None
         enc = model.text_encoder
         self.banned = [i for i in {enc.bos_id, enc.pad_id} if i is not None]
 
     def log_probs(self, seq: Tensor) -> Tensor:
-        """(R, t) prefixes -> (R, V) log-probabilities of the next token."""
-        states = self.model.text_encoder.states(seq)
+        """(R, t) prefixes -> (R, V) log-probabilities of the next token. Every call after the first
+        must extend the previous prefixes (reordered with ``reorder``) by exactly one token."""
         first = "cross" not in self.state
-        h = self.model.decoder.hidden(states if first else states[:, -1:], self.ecg_tokens if first else None,
-                                      self.state)
+        enc = self.model.text_encoder
+        if not self.use_cache:  # reference path: re-encode the whole prefix
+            states = enc.states(seq)
+            states = states if first else states[:, -1:]
+        else:
+            states, self.text_cache = enc.step(seq if first else seq[:, -1:], self.text_cache)
+        h = self.model.decoder.hidden(states, self.ecg_tokens if first else None, self.state)
         logits = self.model.decoder.vocab(h[:, -1]).float()
         logits[:, self.banned] = float("-inf")
         return logits.log_softmax(dim=-1)
 
     def reorder(self, index: Tensor) -> None:
         self.model.decoder.reorder_state(self.state, index)
+        if self.text_cache is not None:
+            self.text_cache.reorder_cache(index)
 
 
 @torch.no_grad()
-def greedy(model, ecg: Tensor, max_len: int) -> list[list[int]]:
+def greedy(model, ecg: Tensor, max_len: int, use_cache: bool = True) -> list[list[int]]:
     enc = model.text_encoder
-    stepper = _Stepper(model, model.encode_ecg(ecg)["tokens"])
+    stepper = _Stepper(model, model.encode_ecg(ecg)["tokens"], use_cache)
     seq = torch.full((ecg.shape[0], 1), enc.bos_id, dtype=torch.long, device=ecg.device)
     done = torch.zeros(ecg.shape[0], dtype=torch.bool, device=ecg.device)
     for _ in range(max_len - 1):
@@ -50,11 +58,13 @@ def greedy(model, ecg: Tensor, max_len: int) -> list[list[int]]:
 
 
 @torch.no_grad()
-def beam_search(model, ecg: Tensor, beams: int, max_len: int, length_penalty: float = 1.0) -> list[list[int]]:
-    """Standard beam search; a finished hypothesis scores sum(log p) / length ** length_penalty."""
+def beam_search(model, ecg: Tensor, beams: int, max_len: int, length_penalty: float = 1.0,
+                use_cache: bool = True) -> list[list[int]]:
+    """Standard beam search; a finished hypothesis scores sum(log p) / length ** length_penalty.
+    ``use_cache=False`` re-encodes each prefix with the text encoder (the slow reference path)."""
     enc = model.text_encoder
     b, k = ecg.shape[0], beams
-    stepper = _Stepper(model, model.encode_ecg(ecg)["tokens"].repeat_interleave(k, dim=0))
+    stepper = _Stepper(model, model.encode_ecg(ecg)["tokens"].repeat_interleave(k, dim=0), use_cache)
     seq = torch.full((b * k, 1), enc.bos_id, dtype=torch.long, device=ecg.device)
     scores = torch.full((b, k), float("-inf"), device=ecg.device)
     scores[:, 0] = 0.0  # all beams start identical: expand only the first

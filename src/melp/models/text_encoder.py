@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 from pathlib import Path
 
 import torch
@@ -167,6 +168,18 @@ class TextEncoder(nn.Module):
         """Last-layer token states (B, L, hidden) under the causal (decoder) mask."""
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         return out.last_hidden_state
+
+    def step(self, input_ids: Tensor, cache=None):
+        """Incremental causal encoding for generation: the states of ``input_ids`` (the new positions,
+        all prefixes the same length, no padding) given the HF key/value ``cache`` of the earlier ones
+        (None at the start). Returns (states, cache); ``cache.reorder_cache(index)`` follows beams."""
+        from transformers import DynamicCache
+
+        if cache is None:
+            cache = DynamicCache(config=self.model.config)
+        name = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        out = self.model(input_ids=input_ids, use_cache=True, **{name: cache})
+        return out.last_hidden_state, cache
 
     def forward(self, tokens: dict[str, Tensor]) -> dict[str, Tensor]:
         """``embedding`` (B, D) L2-normalised global; ``states`` (B, L, hidden); ``sentences`` (B, S, D)
