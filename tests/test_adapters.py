@@ -8,7 +8,7 @@ import melp
 from melp.data.adapters import ADAPTERS, get_adapter
 from melp.data.adapters.common import hash_split
 
-from datafixtures import (CANONICAL, known_signal, write_cinc_mat, write_code15, write_ludb, write_mimic,
+from datafixtures import (known_signal, write_cinc_mat, write_code15, write_ludb, write_mimic,
                           write_ptbxl)
 
 
