@@ -70,10 +70,12 @@ def test_ptbxl_bad_scp_codes_is_a_reject(tmp_path):
     import pandas as pd
     db = pd.read_csv(root / "ptbxl_database.csv")
     db.loc[1, "scp_codes"] = "{'SR': 0.0"
+    db = pd.concat([db, db.iloc[[0]].assign(ecg_id=3, strat_fold=None)])
     db.to_csv(root / "ptbxl_database.csv", index=False)
     table, _, rejects = get_adapter("ptbxl").load_table(root)
     assert list(table["record_id"]) == ["1"]
     assert rejects[0][0] == "2" and "scp_codes" in rejects[0][1]
+    assert rejects[1][0] == "3" and "strat_fold nan is not one of 1-10" in rejects[1][1]
 
 
 def test_cpsc2018_cinc_layout_with_equivalent_codes(tmp_path):

@@ -74,8 +74,14 @@ def load_table(root):
         except ValueError as e:
             rejects.append((record_id, str(e)))
             continue
-        fold = int(rec.strat_fold)
+        fold = rec.strat_fold
+        if not (pd.notna(fold) and float(fold).is_integer() and 1 <= fold <= 10):
+            rejects.append((record_id, f"{db_path}: strat_fold {fold!r} is not one of 1-10"))
+            continue
         split = "train" if fold <= 8 else "val" if fold == 9 else "test"
+        if not isinstance(rec.filename_hr, str) or not rec.filename_hr.strip():
+            rejects.append((record_id, f"{db_path}: no filename_hr"))
+            continue
         report = rec.report if isinstance(getattr(rec, "report", None), str) else ""
         subject = rec.patient_id
         row = {
