@@ -33,9 +33,6 @@ def write_classification(out_dir: str | Path, result: dict, title: str, prefix: 
                                 result, title, prefix=prefix)
 
 
-ARRAY_KEYS = ("scores", "labels", "record_ids", "classes_scored")
-
-
 def jsonable_result(result: dict) -> dict:
     """A result without its per-record arrays (they live in scores.csv)."""
     return {k: v for k, v in result.items() if k not in ("scores", "labels", "record_ids")}
