@@ -216,3 +216,21 @@ def test_prepare_cli_errors_name_the_problem(tmp_path, capsys):
     assert melp_main(["prepare", "ludb", "--root", str(tmp_path), "--out", str(tmp_path / "c")]) == 1
     assert "ludb.csv: missing" in capsys.readouterr().err
     assert melp_main(["prepare"]) == 2
+
+
+def test_missing_leads_rejected_or_zero_filled(tmp_path):
+    nan_lead = known_signal(1)
+    nan_lead[7] = np.nan  # V2 all NaN, as in some MIMIC-IV-ECG records
+    write_wfdb(tmp_path / "src", "A0001", nan_lead, 500, comments=["Dx: 426783006"])
+    write_wfdb(tmp_path / "src", "A0002", known_signal(2), 500, comments=["Dx: 426783006"])
+    counts = build_cache(get_adapter("cinc"), tmp_path / "src", tmp_path / "strict", progress=False)
+    assert counts["records_written"] == 1 and counts["rejected"] == 1
+    rejects = pd.read_csv(tmp_path / "strict" / "rejects.csv")
+    assert list(rejects["record"]) == ["A0001"] and "missing leads ['V2']" in rejects["reason"][0]
+
+    build_cache(get_adapter("cinc"), tmp_path / "src", tmp_path / "lenient", allow_missing_leads=True,
+                progress=False)
+    cache = ECGCache(tmp_path / "lenient")
+    assert list(cache.index["missing_leads"]) == ["V2", ""]
+    x = cache.signal(0)
+    assert np.all(x[7] == 0) and np.allclose(x[6], known_signal(1)[6], atol=6e-4)

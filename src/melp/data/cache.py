@@ -7,7 +7,8 @@ Layout of a cache folder::
     shards/shard_00000.npy   (windows, 12, n) int16 (1 unit = ``scale`` mV) or float16 mV
     shards/shard_00000.json  which table rows/windows the shard holds, and the shard's rejects
     manifest.json        shards completed so far (a restart skips them)
-    index.parquet        the table, one row per stored window, + window, shard, offset, clipped
+    index.parquet        the table, one row per stored window, + window, shard, offset, clipped,
+                         missing_leads (zero-filled leads, with --allow-missing-leads)
     meta.json            dataset, tasks and class lists, storage dtype/scale, counts (written last)
     preprocess.json      the PreprocessConfig (mV windows are stored; normalisation is at load time)
     rejects.csv          record, reason for every record that could not be used
@@ -94,10 +95,10 @@ def build_shard(task: dict) -> dict:
     from melp.data.readers import read_record  # imported in the worker, after the fork
 
     cfg = PreprocessConfig.from_dict(task["preprocess"])
-    arrays, rows, rejects = [], [], []
+    arrays, rows, rejects, missing = [], [], [], {}
     for pos, record_id, path in task["records"]:
         try:
-            record = read_record(path)
+            record = read_record(path, allow_missing_leads=task["allow_missing_leads"])
             windows = prepare_signal(record.signal, record.fs, cfg)
             if windows.shape[1] != 12:
                 raise ValueError(f"{path}: expected 12 leads, got {windows.shape[1]}")
@@ -109,6 +110,8 @@ def build_shard(task: dict) -> dict:
         stored, clipped = quantize(windows, task["dtype"])
         rows += [[pos, w, int(c)] for w, c in enumerate(clipped)]
         arrays.append(stored)
+        if record.meta.get("missing_leads"):  # zero-filled leads (allow_missing_leads only)
+            missing[str(pos)] = ",".join(record.meta["missing_leads"])
     delay = float(os.environ.get(_SLOW_ENV, "0") or 0)
     if delay:
         time.sleep(delay)
@@ -117,7 +120,8 @@ def build_shard(task: dict) -> dict:
     shard_dir = Path(task["out"]) / "shards"
     name = _shard_name(task["shard"])
     atomic_write_bytes(shard_dir / f"{name}.npy", lambda f: np.save(f, data))
-    summary = {"shard": task["shard"], "rows": rows, "rejects": rejects, "records": len(task["records"])}
+    summary = {"shard": task["shard"], "rows": rows, "rejects": rejects, "missing_leads": missing,
+               "records": len(task["records"])}
     _write_json(shard_dir / f"{name}.json", summary)
     return summary
 
@@ -158,8 +162,13 @@ def build_cache(
     dtype: str = "int16",
     overwrite: bool = False,
     progress: bool = True,
+    allow_missing_leads: bool = False,
 ) -> dict:
-    """Build (or resume building) the cache of one dataset; returns the counts of meta.json."""
+    """Build (or resume building) the cache of one dataset; returns the counts of meta.json.
+
+    ``allow_missing_leads`` keeps records that lack some of the 12 leads, zero-filled (the
+    reader's option); by default they are rejected.
+    """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     if shard_size < 1:
@@ -172,6 +181,7 @@ def build_cache(
         "preprocess": cfg.to_dict(),
         "shard_size": shard_size,
         "dtype": dtype,
+        "allow_missing_leads": bool(allow_missing_leads),
         "records": len(table),
         "table_digest": _table_digest(table),
     }
@@ -208,6 +218,7 @@ def build_cache(
             "records": [(i, ids[i], paths[i]) for i in rows],
             "preprocess": cfg.to_dict(),
             "dtype": dtype,
+            "allow_missing_leads": bool(allow_missing_leads),
         }
         for s, rows in chunks
         if s not in done
@@ -241,10 +252,11 @@ def _finalise(out, adapter, table, tasks, table_rejects, cfg, dtype, chunks) -> 
         part["shard"] = s
         part["offset"] = np.arange(len(rows))
         part["clipped"] = rows[:, 2]
+        part["missing_leads"] = [summary["missing_leads"].get(str(pos), "") for pos in rows[:, 0]]
         parts.append(part)
         rejects += [tuple(r) for r in summary["rejects"]]
     index = pd.concat(parts, ignore_index=True) if parts else table.iloc[:0].assign(
-        window=0, shard=0, offset=0, clipped=0)
+        window=0, shard=0, offset=0, clipped=0, missing_leads="")
     atomic_write_bytes(out / "index.parquet", lambda f: index.to_parquet(f, index=False))
     rejects_df = pd.DataFrame(rejects, columns=["record", "reason"])
     atomic_write_text(out / "rejects.csv", rejects_df.to_csv(index=False))

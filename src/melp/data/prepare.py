@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="zero-phase band-pass in Hz before storing (default: none)")
     parser.add_argument("--normalize", choices=["minmax", "zscore", "none"], default="minmax",
                         help="normalisation applied at load time (stored data stay in mV)")
+    parser.add_argument("--allow-missing-leads", action="store_true",
+                        help="keep records lacking some of the 12 leads, zero-filled (default: reject them)")
     parser.add_argument("--overwrite", action="store_true", help="discard what --out holds and start over")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -66,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
             get_adapter(args.dataset), args.root, args.out, cfg,
             workers=args.workers, shard_size=args.shard_size or DEFAULT_SHARD_SIZE,
             dtype=args.dtype, overwrite=args.overwrite, progress=not args.quiet,
+            allow_missing_leads=args.allow_missing_leads,
         )
     except (FileNotFoundError, ValueError, RuntimeError) as e:  # a wrong layout or folder: say what, no traceback
         print(f"melp prepare {args.dataset}: {e}", file=sys.stderr)
