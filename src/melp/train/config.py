@@ -56,8 +56,21 @@ def apply_overrides(cfg: dict, overrides: list[str] | None) -> dict:
             if not isinstance(child, dict):
                 raise ValueError(f"override {item!r}: {part!r} is not a section of the config")
             node = child
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        node[parts[-1]] = parse_value(raw)
     return cfg
+
+
+def parse_value(raw: str):
+    """A command-line value as YAML, except that ``2e-4`` is a number (YAML 1.1 wants ``2.0e-4``)."""
+    if not raw.strip():
+        return None
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def save_config(cfg: dict, path: str | Path) -> None:

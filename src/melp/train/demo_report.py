@@ -26,10 +26,11 @@ def _pyplot():
 
 def training_curves(run_dir: Path, path: Path) -> Path | None:
     """Loss terms (train, per logged step) and validation loss/recall (per epoch)."""
-    log = Path(run_dir) / "logs" / "csv" / "metrics.csv"
-    if not log.is_file():
+    from melp.train.pretrain import read_metrics
+
+    m = read_metrics(run_dir)
+    if m.empty:
         return None
-    m = pd.read_csv(log)
     plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for col in ("train/loss", "train/global", "train/caption", "train/local"):

@@ -6,7 +6,7 @@
 
 The run folder (``output.dir``) receives ``config.yaml`` (the resolved config), ``checkpoints/``
 (``last.ckpt`` every epoch, ``best.ckpt`` on the held-out pretraining pairs), ``logs/`` (CSV and
-TensorBoard) and ``model/``, the final weights as a model folder that ``melp.load`` opens
+TensorBoard, one ``version_N`` per invocation, so a resumed run continues in the next one) and ``model/``, the final weights as a model folder that ``melp.load`` opens
 (``model_best/`` too when a best checkpoint exists).
 """
 from __future__ import annotations
@@ -81,6 +81,7 @@ def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Pat
     L.seed_everything(seed, workers=True, verbose=False)
 
     model = build_model(cfg)
+    model.train()  # Hugging Face loads the text model in eval mode; Lightning keeps modes as it finds them
     data = cfg["data"]
     module = MELPLightning(model, cfg["optim"], lead_mask_prob=float(data.get("lead_mask_prob", 0.0)),
                            seed=seed, config=cfg)
@@ -112,8 +113,9 @@ def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Pat
         num_sanity_val_steps=0,  # the first validation comes at the end of epoch 1
         use_distributed_sampler=False,  # the datamodule builds its own DistributedSampler
         callbacks=callbacks, enable_progress_bar=progress,
-        logger=[CSVLogger(run_dir / "logs", name="csv", version=""),
-                TensorBoardLogger(run_dir / "logs", name="tensorboard", version="")],
+        # one version_N folder per invocation: a resumed run adds its own instead of replacing the log
+        logger=[CSVLogger(run_dir / "logs", name="csv", flush_logs_every_n_steps=t.get("log_every_n_steps", 50)),
+                TensorBoardLogger(run_dir / "logs", name="tensorboard")],
         default_root_dir=run_dir,
     )
     if trainer.is_global_zero:
@@ -133,6 +135,15 @@ def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Pat
             save_from_checkpoint(cfg, best.best_model_path, run_dir / "model_best")
     trainer.strategy.barrier()
     return run_dir
+
+
+def read_metrics(run_dir: str | Path):
+    """The run's CSV log as one DataFrame, every invocation (first run and resumes) in order."""
+    import pandas as pd
+
+    folders = sorted((Path(run_dir) / "logs" / "csv").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+    parts = [pd.read_csv(f / "metrics.csv") for f in folders if (f / "metrics.csv").is_file()]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def save_from_checkpoint(cfg: dict, ckpt_path: str | Path, out_dir: str | Path) -> None:

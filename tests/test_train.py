@@ -1,0 +1,252 @@
+"""Stage 2 on Lightning: configs, schedule, data module, exact resume after kill -9, CPU DDP, collapse guard.
+
+Everything runs on a micro corpus written by the simulator in the MIMIC-IV-ECG layout and cached through
+the real adapter, with a micro model (the tiny preset's structure, narrower; a small random BERT as
+text model) so that each training run takes seconds.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from melp.train.config import apply_overrides, load_config
+from melp.train.lightning_module import mask_leads, recall_at_k, warmup_cosine
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+def micro_model_yaml(path: Path, text_dir: Path) -> Path:
+    """The tiny preset's structure at a width that trains in milliseconds per step."""
+    from melp.models.config import MELPConfig
+
+    cfg = MELPConfig.from_preset("tiny").to_dict()
+    cfg["name"] = "micro"
+    cfg["embed_dim"] = 32
+    cfg["ecg"].update(conv_dim=16, conv_kernels=[5, 2, 2], conv_strides=[5, 2, 2], width=32, layers=1,
+                      heads=2, ffn_dim=64, pos_conv_kernel=8, pos_conv_groups=4)
+    cfg["poolers"].update(caption_queries=8, caption_heads=2, n_beats=4, beat_heads=2)
+    cfg["decoder"].update(width=32, layers=1, heads=2)
+    cfg["text"].update(source=str(text_dir), max_length=48)
+    cfg["preprocess"].update(fs=100)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory):
+    """(micro training config dict, folder) on a 96-record simulated MIMIC-IV-ECG-layout cache."""
+    from melp import synth
+    from melp.data.adapters import get_adapter
+    from melp.data.cache import build_cache
+    from melp.data.preprocess import PreprocessConfig
+    from melp.models.text_encoder import build_random_text_model
+
+    root = tmp_path_factory.mktemp("train")
+    synth.export("mimic-iv-ecg", root / "mimic", n=96, seed=3)
+    build_cache(get_adapter("mimic-iv-ecg"), root / "mimic", root / "cache", PreprocessConfig(fs=100),
+                progress=False)
+    text = build_random_text_model(root / "text", hidden_size=32, layers=2, heads=2, intermediate_size=64)
+    model_yaml = micro_model_yaml(root / "micro_model.yaml", text)
+    cfg = apply_overrides(load_config("tiny"), [
+        f"model={model_yaml}", f"data.cache={root / 'cache'}", "data.batch_size=8",
+        # 96 records split 98/1/1 by subject leave (almost) no val pairs: validate on train pairs here
+        "data.val_split=train", "trainer.max_epochs=2", "trainer.log_every_n_steps=1", "optim.warmup_steps=3",
+    ])
+    return cfg, root
+
+
+def write_config(cfg: dict, path: Path, **sets) -> Path:
+    cfg = apply_overrides(cfg, [f"{k}={v}" for k, v in sets.items()])
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def melp_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "melp.cli", *args]
+
+
+def run_env() -> dict:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.setdefault("OMP_NUM_THREADS", "1")  # the same thread count in every run: same float results
+    return env
+
+
+def weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+# ----------------------------------------------------------------------------- units
+
+
+def test_overrides_parse_yaml_types_and_reject_bad_paths():
+    cfg = apply_overrides(load_config("tiny"), ["optim.lr=2e-4", "trainer.devices=2", "data.val_split=null",
+                                                "optim.betas=[0.8, 0.9]", "new.section.key=yes"])
+    assert cfg["optim"]["lr"] == pytest.approx(2e-4)
+    assert cfg["trainer"]["devices"] == 2 and cfg["data"]["val_split"] is None
+    assert cfg["optim"]["betas"] == [0.8, 0.9] and cfg["new"]["section"]["key"] is True
+    with pytest.raises(ValueError, match="key.sub=value"):
+        apply_overrides(cfg, ["optim.lr"])
+    with pytest.raises(ValueError, match="not a section"):
+        apply_overrides(cfg, ["seed.x=1"])
+    with pytest.raises(ValueError, match="unknown training preset"):
+        load_config("no-such-preset")
+
+
+def test_presets_hold_the_paper_recipe():
+    paper = load_config("paper")
+    assert paper["optim"]["betas"] == [0.9, 0.95] and paper["optim"]["weight_decay"] == 0.2
+    assert 1e-4 <= paper["optim"]["lr"] <= 2e-4 and paper["optim"]["warmup_steps"] > 0
+    assert paper["trainer"]["devices"] * paper["data"]["batch_size"] == 256
+    assert paper["trainer"]["precision"] == "bf16-mixed" and paper["data"]["lead_mask_prob"] == 0.5
+    tiny = load_config("tiny")
+    assert tiny["optim"]["warmup_steps"] > 0 and tiny["trainer"]["accelerator"] == "cpu"
+
+
+def test_warmup_then_cosine_schedule():
+    lr = [warmup_cosine(s, 10, 110, 0.01) for s in range(110)]
+    assert lr[0] == pytest.approx(0.1) and lr[9] == pytest.approx(1.0)  # linear warm-up from ~0
+    assert all(a < b for a, b in zip(lr[:10], lr[1:10]))
+    assert all(a >= b for a, b in zip(lr[10:], lr[11:]))  # then monotone cosine decay
+    assert lr[60] == pytest.approx(0.01 + 0.99 * 0.5, abs=1e-9)  # half-way down at mid-decay
+    assert lr[-1] == pytest.approx(0.01, abs=1e-3)
+
+
+def test_lead_masking_is_reproducible_and_near_p():
+    x = torch.ones(64, 12, 10)
+    a, b = mask_leads(x, 0.5, (0, 1, 2)), mask_leads(x, 0.5, (0, 1, 2))
+    assert torch.equal(a, b)  # same key, same mask: resumed runs see the same augmentation
+    assert not torch.equal(a, mask_leads(x, 0.5, (0, 1, 3)))
+    kept = a[:, :, 0].mean().item()
+    assert 0.4 < kept < 0.6
+    assert torch.all((a == 0) | (a == 1)) and torch.equal(mask_leads(x, 0.0, (0,)), x)
+
+
+def test_recall_counts_identical_reports_as_hits():
+    ecg = torch.eye(4)
+    text = torch.eye(4)[[1, 0, 2, 3]]  # ECG 0 is closest to text 1, ECG 1 to text 0
+    ids = torch.tensor([7, 8, 9, 10])
+    r = recall_at_k(ecg, text, ids, ks=(1, 2))
+    assert r["ecg2report_r1"] == pytest.approx(0.5)  # ECGs 2 and 3 only
+    ids_same = torch.tensor([7, 7, 9, 10])  # reports 0 and 1 are the same text
+    assert recall_at_k(ecg, text, ids_same, ks=(1,))["ecg2report_r1"] == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------- training runs
+
+
+def test_pretrain_writes_run_folder_and_loadable_model(micro, tmp_path):
+    import melp
+    from melp.train.pretrain import pretrain, read_metrics
+
+    cfg, _ = micro
+    cfg = apply_overrides(cfg, [f"output.dir={tmp_path / 'run'}", "trainer.max_epochs=1"])
+    run_dir = pretrain(cfg, progress=False)
+    assert yaml.safe_load((run_dir / "config.yaml").read_text()) == cfg
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file() and (run_dir / "checkpoints" / "best.ckpt").is_file()
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["melp"]["config"] == cfg and "optimizer_states" in ckpt
+    metrics = read_metrics(run_dir).columns
+    for col in ("train/loss", "train/global", "train/caption", "train/local", "train/logit_scale",
+                "val/loss", "val/ecg2report_r1", "val/ecg2report_r10"):
+        assert col in metrics
+    assert list((run_dir / "logs" / "tensorboard").glob("version_0/events.out.tfevents.*"))
+    model = melp.load(run_dir / "model")
+    sig = np.random.default_rng(0).normal(size=(2, 12, 1000)).astype(np.float32)
+    emb = model.embed_ecg(sig, fs=100)
+    assert emb.shape == (2, 32) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    assert (run_dir / "model_best" / "model.safetensors").is_file()
+
+
+def _wait_for_file(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Until ``path`` exists with a stable size (the checkpoint write has finished)."""
+    end, last = time.time() + timeout, -1
+    while time.time() < end:
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"run ended (code {proc.returncode}) before {path} appeared:\n{out[-3000:]}")
+        if path.is_file():
+            size = path.stat().st_size
+            if size > 0 and size == last:
+                return
+            last = size
+        time.sleep(0.05)
+    raise AssertionError(f"{path} did not appear within {timeout} s")
+
+
+def test_kill_9_then_resume_gives_the_same_weights(micro, tmp_path):
+    cfg, _ = micro
+    config = write_config(cfg, tmp_path / "cfg.yaml", **{"trainer.max_epochs": 3})
+    env = run_env()
+    straight = subprocess.run(melp_cmd("pretrain", "--config", str(config), "--out", str(tmp_path / "a")),
+                              env=env, capture_output=True, text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    b = tmp_path / "b"
+    proc = subprocess.Popen(melp_cmd("pretrain", "--config", str(config), "--out", str(b)), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for_file(b / "checkpoints" / "last.ckpt", proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (b / "model").exists()  # it really died before the end
+    resumed = subprocess.run(melp_cmd("pretrain", "--config", str(config), "--out", str(b), "--resume"),
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    wa, wb = weights(tmp_path / "a" / "model"), weights(b / "model")
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        torch.testing.assert_close(wb[name], wa[name], rtol=0, atol=1e-6, msg=f"{name} differs after resume")
+    # the resumed run logs into a second version folder; together they cover every step once
+    from melp.train.pretrain import read_metrics
+
+    steps_a = read_metrics(tmp_path / "a").dropna(subset=["train/loss"])["step"].tolist()
+    steps_b = read_metrics(b).dropna(subset=["train/loss"])["step"].tolist()
+    assert len(list((b / "logs" / "csv").glob("version_*"))) == 2
+    assert sorted(set(steps_b)) == sorted(set(steps_a))
+
+
+def test_resume_refuses_a_missing_checkpoint(micro, tmp_path):
+    from melp.train.pretrain import pretrain
+
+    cfg, _ = micro
+    cfg = apply_overrides(cfg, [f"output.dir={tmp_path / 'none'}"])
+    with pytest.raises(FileNotFoundError, match="last.ckpt"):
+        pretrain(cfg, resume="last", progress=False)
+
+
+def test_two_process_cpu_ddp_run_completes_and_loads(micro, tmp_path):
+    import melp
+
+    cfg, _ = micro
+    config = write_config(cfg, tmp_path / "cfg.yaml", **{"trainer.max_epochs": 1})
+    out = tmp_path / "ddp"
+    done = subprocess.run(melp_cmd("pretrain", "--config", str(config), "--out", str(out), "--devices", "2",
+                                   "--strategy", "ddp", "--accelerator", "cpu"),
+                          env=run_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] > 0
+    model = melp.load(out / "model")
+    state = {f"model.{k}": v for k, v in weights(out / "model").items()}
+    for k, v in state.items():  # the folder holds the checkpoint's final weights
+        torch.testing.assert_close(ckpt["state_dict"][k], v)
+    assert model.embed_text(["sinus rhythm."]).shape == (1, 32)
