@@ -234,6 +234,18 @@ def test_bench_all_summary_matches_its_runs(model_dir, reuse_model, tmp_path, ca
     assert (out / "summary.png").is_file()
 
 
+def test_bench_all_reports_a_failing_run_and_goes_on(model, tmp_path):
+    from melp.eval.bench_all import run_bench
+
+    config = {"seeds": 1, "bootstrap": 0, "protocols": [("zeroshot", None)],
+              "tasks": [{"task": "synth", "n": 12, "split": "holdout"},
+                        {"task": "synth", "n": 12, "seed": 1}]}
+    summary = run_bench(model, config, tmp_path)
+    assert "no record in split 'holdout'" in summary["rows"][0]["error"]
+    assert summary["rows"][1]["macro_auroc"] is not None
+    assert "Failed: synth zeroshot" in (tmp_path / "results.md").read_text()
+
+
 def test_bench_all_rejects_bad_protocols(tmp_path):
     from melp.eval.bench_all import load_config
 

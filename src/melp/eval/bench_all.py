@@ -64,9 +64,6 @@ def load_config(path: str | Path) -> dict:
 def run_bench(model, config: dict, out_dir: str | Path) -> dict:
     from melp.eval.data import load_eval_set
     from melp.eval.embed import embed_set
-    from melp.eval.finetune import evaluate_finetune
-    from melp.eval.probe import evaluate_probe, write_seeded
-    from melp.eval.zeroshot import evaluate_zeroshot, write_zeroshot
 
     out_dir = Path(out_dir)
     seeds = int(config.get("seeds", 3))
@@ -82,22 +79,15 @@ def run_bench(model, config: dict, out_dir: str | Path) -> dict:
         for kind, fraction in config["protocols"]:
             name = kind if fraction is None else f"{kind}-{fraction:g}"
             folder = out_dir / f"{task}" / name
-            if kind == "zeroshot":
-                r = evaluate_zeroshot(model, data, task, entry.get("descriptions"), entry.get("split"), n_boot=n_boot)
-                write_zeroshot(folder, r)
-                rows.append({"task": task, "protocol": kind, "fraction": None, "macro_auroc": r["macro_auroc"],
-                             "std": None, "ci": r["macro_auroc_ci"], "n_test": r["n"]})
-                continue
-            if kind == "probe":
-                if features is None:  # frozen features: computed once per task
+            try:
+                if kind == "probe" and features is None:  # frozen features: computed once per task
                     features = embed_set(model, data, "features", desc=f"features {task}")
-                r = evaluate_probe(model, data, task, fraction, seeds, features=features, n_boot=n_boot, **probe_kw)
-            else:
-                r = evaluate_finetune(model, data, task, fraction, seeds, n_boot=n_boot, **finetune_kw)
-            write_seeded(folder, r, f"{kind} {task}, {fraction:g} of train")
-            rows.append({"task": task, "protocol": kind, "fraction": fraction, "macro_auroc": r["macro_auroc_mean"],
-                         "std": r["macro_auroc_std"], "ci": None, "n_test": r["per_seed"][0]["n"],
-                         "n_train": [p["n_train"] for p in r["per_seed"]]})
+                rows.append(run_one(model, data, entry, kind, fraction, folder, seeds, n_boot, features,
+                                    probe_kw, finetune_kw))
+            except ValueError as err:  # e.g. a split or a description missing: report it, go on
+                print(f"bench-all: {task} {name} failed: {err}")
+                rows.append({"task": task, "protocol": kind, "fraction": fraction, "macro_auroc": None,
+                             "std": None, "ci": None, "error": str(err)})
     summary = {"seeds": seeds, "rows": rows}
     outputs.write_json(out_dir / "results.json", summary)
     (out_dir / "results.md").write_text(summary_markdown(rows))
@@ -105,12 +95,35 @@ def run_bench(model, config: dict, out_dir: str | Path) -> dict:
     return summary
 
 
+def run_one(model, data, entry: dict, kind: str, fraction, folder: Path, seeds: int, n_boot: int, features,
+            probe_kw: dict, finetune_kw: dict) -> dict:
+    """One (task, protocol): evaluate, write its folder, return its summary row."""
+    from melp.eval.finetune import evaluate_finetune
+    from melp.eval.probe import evaluate_probe, write_seeded
+    from melp.eval.zeroshot import evaluate_zeroshot, write_zeroshot
+
+    task = entry["task"]
+    if kind == "zeroshot":
+        r = evaluate_zeroshot(model, data, task, entry.get("descriptions"), entry.get("split"), n_boot=n_boot)
+        write_zeroshot(folder, r)
+        return {"task": task, "protocol": kind, "fraction": None, "macro_auroc": r["macro_auroc"],
+                "std": None, "ci": r["macro_auroc_ci"], "n_test": r["n"]}
+    if kind == "probe":
+        r = evaluate_probe(model, data, task, fraction, seeds, features=features, n_boot=n_boot, **probe_kw)
+    else:
+        r = evaluate_finetune(model, data, task, fraction, seeds, n_boot=n_boot, **finetune_kw)
+    write_seeded(folder, r, f"{kind} {task}, {fraction:g} of train")
+    return {"task": task, "protocol": kind, "fraction": fraction, "macro_auroc": r["macro_auroc_mean"],
+            "std": r["macro_auroc_std"], "ci": None, "n_test": r["per_seed"][0]["n"],
+            "n_train": [p["n_train"] for p in r["per_seed"]]}
+
+
 def summary_markdown(rows: list[dict]) -> str:
     text = ["# Benchmark summary (macro AUROC, %)\n"]
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     zs = {r["task"]: r["macro_auroc"] for r in rows if r["protocol"] == "zeroshot"}
     if zs:
-        values = [zs.get(t) for t in tasks if t in zs]
+        values = [zs[t] for t in tasks if zs.get(t) is not None]
         average = float(np.mean(values)) if values else None
         text.append("## Zero-shot\n")
         text.append(outputs.markdown_table([*[t for t in tasks if t in zs], "Avg"],
@@ -125,6 +138,9 @@ def summary_markdown(rows: list[dict]) -> str:
                   for t in tasks for f in fractions if (t, f) in cells]
         text.append(f"## {title} (mean ± std over seeds)\n")
         text.append(outputs.markdown_table(header, [values]))
+    failed = [r for r in rows if r.get("error")]
+    if failed:
+        text.append("Failed: " + "; ".join(f"{r['task']} {r['protocol']}: {r['error']}" for r in failed) + "\n")
     return "\n".join(text)
 
 
