@@ -162,3 +162,18 @@ def test_multiscale_loss_weights():
     assert LossWeights.from_dict(LossWeights(1, 2, 3).to_dict()) == LossWeights(1, 2, 3)
     with pytest.raises(ValueError, match="rhythm"):
         LossWeights.from_dict({"rhythm": 1.0})
+
+
+def test_losses_stay_float32_under_bf16_autocast():
+    g = torch.Generator().manual_seed(7)
+    beats = torch.randn(4, 5, 8, generator=g)
+    sentences, mask = _padded_sentences([1, 2, 3, 4], 8, g)
+    e = F.normalize(torch.randn(4, 8, generator=g), dim=-1)
+    t = F.normalize(torch.randn(4, 8, generator=g), dim=-1)
+    s = torch.tensor(math.log(100.0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        local_amp = local_loss(beats, sentences, mask)
+        global_amp = global_contrastive_loss(e, t, s)
+    assert local_amp.dtype == global_amp.dtype == torch.float32
+    assert torch.allclose(local_amp, local_loss(beats, sentences, mask), atol=1e-6)
+    assert torch.allclose(global_amp, global_contrastive_loss(e, t, s), atol=1e-6)

@@ -28,6 +28,11 @@ INIT_LOGIT_SCALE = 1.0 / 0.07
 # ----------------------------------------------------------------------------- distributed
 
 
+def _full_precision(device: torch.device):
+    """Turn autocast off: the losses' softmaxes and scaled logits are computed in float32 under bf16."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
@@ -92,14 +97,15 @@ def global_contrastive_loss(ecg_emb: Tensor, text_emb: Tensor, logit_scale: Tens
     if ecg_emb.shape != text_emb.shape or ecg_emb.dim() != 2:
         raise ValueError(f"ecg_emb and text_emb must both be (B, D); got {tuple(ecg_emb.shape)} "
                          f"and {tuple(text_emb.shape)}")
-    scale = logit_scale_from_log(logit_scale.float())
-    ecg_emb, text_emb = ecg_emb.float(), text_emb.float()
-    all_ecg, all_text = gather_with_grad(ecg_emb), gather_with_grad(text_emb)
-    rank = dist.get_rank() if _distributed() else 0
-    labels = torch.arange(ecg_emb.shape[0], device=ecg_emb.device) + rank * ecg_emb.shape[0]
-    logits_ecg = scale * ecg_emb @ all_text.T  # (B, W*B): own ECGs vs every report
-    logits_text = scale * text_emb @ all_ecg.T  # (B, W*B): own reports vs every ECG
-    return 0.5 * (F.cross_entropy(logits_ecg, labels) + F.cross_entropy(logits_text, labels))
+    with _full_precision(ecg_emb.device):
+        scale = logit_scale_from_log(logit_scale.float())
+        ecg_emb, text_emb = ecg_emb.float(), text_emb.float()
+        all_ecg, all_text = gather_with_grad(ecg_emb), gather_with_grad(text_emb)
+        rank = dist.get_rank() if _distributed() else 0
+        labels = torch.arange(ecg_emb.shape[0], device=ecg_emb.device) + rank * ecg_emb.shape[0]
+        logits_ecg = scale * ecg_emb @ all_text.T  # (B, W*B): own ECGs vs every report
+        logits_text = scale * text_emb @ all_ecg.T  # (B, W*B): own reports vs every ECG
+        return 0.5 * (F.cross_entropy(logits_ecg, labels) + F.cross_entropy(logits_text, labels))
 
 
 # ----------------------------------------------------------------------------- token level
@@ -145,16 +151,17 @@ def local_similarity(beats: Tensor, sentences: Tensor, sentence_mask: Tensor,
         empty = (~mask.any(dim=1)).nonzero().flatten().tolist()
         raise ValueError(f"reports at batch positions {empty} have no sentence; the local loss needs "
                          "at least one sentence per report")
-    beats, sentences = beats.float(), sentences.float()
-    # a[i, j, b, k]: beat b of ECG j . sentence k of report i
-    a = torch.einsum("jbd,ikd->ijbk", beats, sentences)
-    pad = ~mask[:, None, None, :]  # (B_text, 1, 1, S)
-    a = a.masked_fill(pad, float("-inf")).softmax(dim=-1)  # over sentences (real ones only)
-    attn = (a * t1).softmax(dim=2)  # over beats
-    context = torch.einsum("ijbk,jbd->ijkd", attn, beats)  # (B_text, B_ecg, S, D)
-    cos = F.cosine_similarity(sentences[:, None], context, dim=-1)  # (B_text, B_ecg, S)
-    cos = (t2 * cos).masked_fill(~mask[:, None, :], float("-inf"))
-    return cos.logsumexp(dim=-1)
+    with _full_precision(beats.device):
+        beats, sentences = beats.float(), sentences.float()
+        # a[i, j, b, k]: beat b of ECG j . sentence k of report i
+        a = torch.einsum("jbd,ikd->ijbk", beats, sentences)
+        pad = ~mask[:, None, None, :]  # (B_text, 1, 1, S)
+        a = a.masked_fill(pad, float("-inf")).softmax(dim=-1)  # over sentences (real ones only)
+        attn = (a * t1).softmax(dim=2)  # over beats
+        context = torch.einsum("ijbk,jbd->ijkd", attn, beats)  # (B_text, B_ecg, S, D)
+        cos = F.cosine_similarity(sentences[:, None], context, dim=-1)  # (B_text, B_ecg, S)
+        cos = (t2 * cos).masked_fill(~mask[:, None, :], float("-inf"))
+        return cos.logsumexp(dim=-1)
 
 
 def local_loss(beats: Tensor, sentences: Tensor, sentence_mask: Tensor,
@@ -166,9 +173,10 @@ def local_loss(beats: Tensor, sentences: Tensor, sentence_mask: Tensor,
     """
     if beats.shape[0] != sentences.shape[0]:
         raise ValueError(f"local loss needs as many ECGs as reports; got {beats.shape[0]} and {sentences.shape[0]}")
-    logits = t3 * local_similarity(beats, sentences, sentence_mask, t1, t2)  # (report, ECG)
+    logits = t3 * local_similarity(beats, sentences, sentence_mask, t1, t2)  # (report, ECG), float32
     labels = torch.arange(logits.shape[0], device=logits.device)
-    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+    with _full_precision(logits.device):
+        return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
 
 
 # ----------------------------------------------------------------------------- total
