@@ -117,9 +117,16 @@ def test_zeroshot_on_a_prepared_ptbxl_cache_reads_the_test_split(model_dir, reus
     result = json.loads((out / "results.json").read_text())
     index = ECGCache(tmp_path / "cache").index
     test_ids = set(index.loc[(index["split"] == "test") & (index["labels_super"].map(len) > 0), "record_id"])
-    ids, _, _, _ = read_scores(out / "scores.csv")
+    ids, _, _, scores = read_scores(out / "scores.csv")
     assert result["split"] == "test" and set(ids) == test_ids
     _check_saved_aurocs(out, result)
+    # the same folder read as distributed (only its test split is read) gives the same scores
+    folder_out = tmp_path / "zs_folder"
+    assert main(["zeroshot", "--model", str(model_dir), "--dataset", "ptbxl-super", "--root", str(tmp_path / "ptbxl"),
+                 "--out", str(folder_out), "--bootstrap", "20"]) == 0
+    folder_ids, _, _, folder_scores = read_scores(folder_out / "scores.csv")
+    order = [folder_ids.index(i) for i in ids]
+    np.testing.assert_allclose(folder_scores[order], scores, atol=2e-3)  # the cache stores int16 (1 uV)
 
 
 def test_zeroshot_synth_lists_classes_without_positives(model_dir, reuse_model, tmp_path):

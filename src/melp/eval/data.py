@@ -141,8 +141,10 @@ class EvalSet:
 
     @classmethod
     def from_folder(cls, root: str | Path, dataset: str, task: str | None, cfg: PreprocessConfig,
-                    name: str | None = None, allow_missing_leads: bool = False) -> "EvalSet":
-        """Read a dataset folder as distributed via its adapter, preprocessing each record once."""
+                    name: str | None = None, allow_missing_leads: bool = False,
+                    only_split: str | None = None) -> "EvalSet":
+        """Read a dataset folder as distributed via its adapter, preprocessing each record once
+        (``only_split``: read just that split's records, e.g. the test split for zero-shot)."""
         from tqdm.auto import tqdm
 
         from melp.data.adapters import get_adapter
@@ -155,6 +157,10 @@ class EvalSet:
             raise ValueError(f"{dataset} at {root}: no task {task!r}; tasks: {sorted(tasks)}")
         if task is not None and getattr(adapter, "REQUIRE_LABEL", {}).get(task, False):
             table = table[[len(v) > 0 for v in table[f"labels_{task}"]]].reset_index(drop=True)
+        if only_split not in (None, "all"):
+            table = table[table["split"] == only_split].reset_index(drop=True)
+            if table.empty:
+                raise ValueError(f"{dataset} at {root}: no record in split {only_split!r}")
         window = dataclasses.replace(cfg, windows="first")
         tmp = tempfile.TemporaryDirectory(prefix="melp-eval-")
         store = np.lib.format.open_memmap(Path(tmp.name) / "signals.npy", mode="w+", dtype=np.float32,
@@ -217,12 +223,14 @@ def is_cache(root: str | Path) -> bool:
 
 
 def load_eval_set(root: str | Path | None, task: str, cfg: PreprocessConfig | None = None,
-                  n: int = 400, seed: int = 0, allow_missing_leads: bool = False) -> EvalSet:
+                  n: int = 400, seed: int = 0, allow_missing_leads: bool = False,
+                  only_split: str | None = None) -> EvalSet:
     """What a command's ``--dataset TASK --root DATA_OR_CACHE`` names.
 
     ``task`` is one of ``TASKS`` (or, for a cache, any of its own task names). ``root`` is a cache
     folder (``index.parquet``), a dataset folder as distributed (needs ``cfg``, the model's
     preprocessing), or, for ``synth``, ``None`` to simulate ``n`` records with ``seed``.
+    ``only_split`` spares reading the other splits of a dataset folder (caches are read lazily).
     """
     adapter, inner = TASKS.get(task, (None, task))
     if root is None:
@@ -241,7 +249,8 @@ def load_eval_set(root: str | Path | None, task: str, cfg: PreprocessConfig | No
                          f"to read a dataset folder; tasks: {sorted(TASKS)}")
     if cfg is None:
         cfg = PreprocessConfig()
-    return EvalSet.from_folder(root, adapter, inner, cfg, name=task, allow_missing_leads=allow_missing_leads)
+    return EvalSet.from_folder(root, adapter, inner, cfg, name=task, allow_missing_leads=allow_missing_leads,
+                               only_split=only_split)
 
 
 def as_eval_set(data, task: str, cfg: PreprocessConfig | None = None) -> EvalSet:
@@ -262,6 +271,8 @@ def as_eval_set(data, task: str, cfg: PreprocessConfig | None = None) -> EvalSet
                     f"or (signals, labels, classes)")
 
 
-def default_split(task: str, data: EvalSet) -> str:
+def default_split(task: str, data: EvalSet | None = None) -> str:
     """Zero-shot reads the test split of the paper's benchmarks, every record elsewhere."""
-    return "test" if task in PAPER_BENCHMARKS and "test" in set(data.splits) else "all"
+    if task not in PAPER_BENCHMARKS:
+        return "all"
+    return "test" if data is None or "test" in set(data.splits) else "all"

@@ -74,7 +74,8 @@ def run(args) -> int:
 
     model = load_model(args.model)
     data = load_eval_set(args.root, args.dataset, model.config.preprocess, n=args.n, seed=args.seed,
-                         allow_missing_leads=args.allow_missing_leads)
+                         allow_missing_leads=args.allow_missing_leads,
+                         only_split=args.split or default_split(args.dataset))
     result = evaluate_zeroshot(model, data, args.dataset, args.descriptions, args.split,
                                n_boot=args.bootstrap, batch_size=args.batch_size)
     result["model"] = str(args.model)
