@@ -55,18 +55,18 @@ def sample_subjects(m: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     return {
         "sex": sex,
         "age": np.clip(rng.normal(60, 16, m), 18, 95).round().astype(int),
-        "hr": np.clip(rng.normal(72, 9, m), 58, 98),
+        "hr": np.clip(rng.normal(67, 8, m), 58, 98),
         "pr": np.clip(rng.normal(156, 16, m), 125, 192),
         "qrsd": np.clip(rng.normal(90, 7, m), 76, 104),
         "qtc": np.clip(rng.normal(408 + 10 * sex, 14, m), 380, 445),
         "axis": np.clip(rng.normal(52, 20, m), 0, 88),  # frontal QRS axis (degrees)
-        "post": np.clip(rng.normal(-0.45, 0.12, m), -0.75, -0.2),  # posterior part of the main R vector
+        "post": np.clip(rng.normal(-0.08, 0.1, m), -0.28, 0.15),  # anterior (+) / posterior (-) part of the main R vector
         "habitus": np.exp(rng.normal(-0.05 * sex, 0.16, m)),  # overall voltage (chest wall, body size)
         "p_amp": rng.uniform(0.1, 0.2, m),
         "p_axis": np.clip(rng.normal(55, 12, m), 20, 80),
-        "t_amp": rng.uniform(0.28, 0.5, m),
+        "t_amp": rng.uniform(0.22, 0.4, m),
         "t_axis_off": rng.normal(0, 12, m),
-        "s_amp": rng.uniform(0.45, 0.75, m),
+        "s_amp": rng.uniform(0.12, 0.22, m),
     }
 
 
@@ -99,7 +99,7 @@ def ecg_parameters(findings: np.ndarray, subj: dict, rng: np.random.Generator) -
 
     pr = subj["pr"] + rng.normal(0, 5, n) - np.where(has("STACH"), 12, 0)
     pr = np.where(has("1AVB"), u(225, 330), np.clip(pr, 122, 195))
-    pr = np.where(has("WPW"), u(96, 116), pr)
+    pr = np.where(has("WPW"), u(100, 118), pr)
     qtc = np.where(has("LNGQT"), u(490, 570), subj["qtc"] + rng.normal(0, 5, n))
     qtc = np.where(has("LNGQT"), qtc, np.clip(qtc, 370, 448))
     qrsd = np.clip(subj["qrsd"] + rng.normal(0, 3, n), 76, 106)
@@ -130,7 +130,7 @@ def conducted_bumps(findings, subj, prm, rng):
     scale = subj["habitus"]
 
     # P wave: atrial depolarisation, ending at onset of QRS minus a short PQ segment.
-    sd[:, P] = np.where(has("WPW"), u(15, 17), u(18, 23))  # WPW: the P ends where the delta wave starts
+    sd[:, P] = np.where(has("WPW"), u(14, 16), u(18, 23))  # WPW: the P ends where the delta wave starts
     mu[:, P] = -prm["pr"] + 2.4 * sd[:, P]
     amp[:, P] = subj["p_amp"]
     dirs[:, P] = _frontal(subj["p_axis"], 0.15)
@@ -138,16 +138,16 @@ def conducted_bumps(findings, subj, prm, rng):
     amp[no_p, P] = 0.0
 
     # Normal ventricular depolarisation: septal (left to right, anterior), main, terminal.
-    mu[:, QS], sd[:, QS], amp[:, QS] = 11 * s, 6 * s, u(0.12, 0.25) * scale
-    dirs[:, QS] = geo.unit(-0.6, 0.2, 0.78)
-    mu[:, R], sd[:, R], amp[:, R] = 42 * s, 11 * s, u(1.05, 1.5) * scale
+    mu[:, QS], sd[:, QS], amp[:, QS] = 11 * s, 6 * s, u(0.06, 0.12) * scale
+    dirs[:, QS] = geo.unit(-0.6, 0.2, 0.4)
+    mu[:, R], sd[:, R], amp[:, R] = 42 * s, 11 * s, u(0.6, 0.85) * scale
     dirs[:, R] = main
     mu[:, S], sd[:, S], amp[:, S] = 66 * s, 9 * s, subj["s_amp"] * scale
-    dirs[:, S] = geo.unit(-0.3, -0.35, -0.88)
+    dirs[:, S] = geo.unit(0.0, -0.4, -0.8)
     qrs_end = (66 + 2.3 * 9) * s
 
     # Repolarisation: T roughly along the main QRS vector but anterior; slow up, fast down.
-    t_dir = _frontal(prm["axis"] * 0.6 + 20 + subj["t_axis_off"], 0.55)
+    t_dir = _frontal(prm["axis"] * 0.6 + 20 + subj["t_axis_off"], 0.35)
     t_amp = subj["t_amp"] * np.sqrt(scale)
     mu[:, ST], sd[:, ST] = 0.0, 40.0
     dirs[:, ST] = t_dir
@@ -172,8 +172,8 @@ def conducted_bumps(findings, subj, prm, rng):
         mu[rbbb, S] = 70 * s[rbbb]
         qrs_end[rbbb] = width
     if wpw.any():  # early slurred delta wave, the rest of the QRS later; secondary T changes
-        d = 30.0
-        mu[wpw, DELTA], sd[wpw, DELTA], amp[wpw, DELTA] = 24.0, 15.0, u(0.35, 0.55)[wpw] * scale[wpw]
+        d = 36.0
+        mu[wpw, DELTA], sd[wpw, DELTA], amp[wpw, DELTA] = 26.0, 16.0, u(0.35, 0.55)[wpw] * scale[wpw]
         dirs[wpw, DELTA] = geo.unit(0.6, 0.4, 0.7)
         amp[wpw, QS] = 0
         mu[wpw, R] += d
@@ -183,10 +183,12 @@ def conducted_bumps(findings, subj, prm, rng):
     if pace.any():  # right-ventricular apical pacing: spike, then wide LBBB-like QRS, superior axis
         w = u(150, 180)[pace] / 160.0
         amp[pace, QS] = 0
-        mu[pace, R], sd[pace, R], amp[pace, R] = 80 * w, 33 * w, u(1.6, 2.2)[pace] * scale[pace]
-        dirs[pace, R] = geo.unit(0.55, -0.55, -0.63)
+        mu[pace, R], sd[pace, R], amp[pace, R] = 55 * w, 22 * w, u(1.1, 1.5)[pace] * scale[pace]
+        dirs[pace, R] = geo.unit(0.4, -0.65, -0.65)
+        mu[pace, RP], sd[pace, RP], amp[pace, RP] = 105 * w, 22 * w, u(0.9, 1.3)[pace] * scale[pace]
+        dirs[pace, RP] = geo.unit(0.8, -0.3, -0.5)
         amp[pace, S] = 0
-        qrs_end[pace] = (80 + 2.4 * 33) * w
+        qrs_end[pace] = (105 + 2.4 * 22) * w
         mu[pace, SPIKE], sd[pace, SPIKE], amp[pace, SPIKE] = -4.0, 1.0, u(0.7, 1.6)[pace]
         dirs[pace, SPIKE] = geo.unit(0.3, 0.6, 0.75)
     if has("LAFB").any():  # initial inferior-rightward forces: q in I/aVL, r in II/III/aVF
@@ -335,7 +337,7 @@ def calibrate_voltage(bumps, findings, rng) -> None:
     p2p = qrs.max(2) - qrs.min(2)
     limb, chest = p2p[:, :6].max(1), p2p[:, 6:].max(1)
 
-    lo = np.maximum(0.75 / limb, 1.3 / chest)  # clearly not low voltage
+    lo = np.maximum(0.6 / limb, 1.15 / chest)  # clearly not low voltage
     hi = np.minimum(3.1 / sokolow, 1.0 / np.maximum(ravl, 1e-3))  # clearly no LVH voltage
     factor = np.clip(1.0, lo, np.maximum(lo, hi))
     lvh = _has(findings, "LVH")

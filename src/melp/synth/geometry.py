@@ -14,15 +14,15 @@ import numpy as np
 from melp.data.leads import CANONICAL_LEADS
 
 # Chest lead direction in the horizontal plane (degrees from +x towards +z) and gain.
-_CHEST = {
-    "V1": (118.0, 0.95),
-    "V2": (96.0, 1.45),
-    "V3": (76.0, 1.55),
-    "V4": (58.0, 1.5),
-    "V5": (32.0, 1.25),
-    "V6": (5.0, 1.05),
+_CHEST = {  # angles of the usual horizontal-plane reference; gains fitted to LUDB (bench/synth_realism.py)
+    "V1": (118.0, 1.4),
+    "V2": (92.0, 2.3),
+    "V3": (68.0, 2.3),
+    "V4": (46.0, 1.7),
+    "V5": (32.0, 1.3),
+    "V6": (5.0, 1.0),
 }
-_CHEST_TILT = 0.12  # small inferior component of every chest lead
+_CHEST_TILT = 0.06  # small inferior component of every chest lead
 
 LEAD_I = np.array([1.0, 0.0, 0.0])
 LEAD_II = np.array([np.cos(np.radians(60)), np.sin(np.radians(60)), 0.0])
