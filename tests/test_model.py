@@ -224,3 +224,16 @@ def test_embed_ecg_applies_preprocessing(overfit_model):
     np.testing.assert_allclose(both[0], mean / np.linalg.norm(mean), atol=1e-5)
     with pytest.raises(ValueError, match=r"\(12, T\)"):
         model.embed_ecg(np.zeros((2, 8, 5000), np.float32))
+
+
+def test_bf16_autocast_trains_and_embeds(text_dir):
+    """The paper trains in bf16 mixed precision; the raw-signal API must still return float32."""
+    torch.manual_seed(0)
+    model = melp.MELP(small_config(text_dir))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.rand(2, 12, 2000), model.tokenize(REPORTS))
+        assert torch.isfinite(out["loss"])
+        out["loss"].backward()
+        emb = model.embed_ecg(toy_ecgs(2))
+    assert emb.dtype == np.float32 and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-3)
+    assert model.ecg_encoder.proj.weight.grad.abs().sum() > 0

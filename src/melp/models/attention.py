@@ -41,11 +41,10 @@ class Attention(nn.Module):
             if "k" in cache:
                 k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
             cache["k"], cache["v"] = k, v
-        mask = None
-        if causal and q.shape[2] > 1:
-            # queries are the last q.shape[2] positions of the k.shape[2] keys
-            t_q, t_k = q.shape[2], k.shape[2]
+        mask, t_q, t_k = None, q.shape[2], k.shape[2]
+        if causal and 1 < t_q < t_k:  # new queries are the last t_q of the t_k positions
             mask = torch.ones(t_q, t_k, dtype=torch.bool, device=x.device).tril(diagonal=t_k - t_q)
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
+                                           is_causal=causal and 1 < t_q == t_k)
         return self.out(y.transpose(1, 2).flatten(2))

@@ -146,7 +146,7 @@ class MELP(nn.Module):
         with self._inference():
             for start in range(0, len(windows), batch_size):
                 out = self.encode_ecg(windows[start:start + batch_size].to(self.device))
-                parts.append((out["embedding"].cpu(), out["features"].cpu()))
+                parts.append((out["embedding"].float().cpu(), out["features"].float().cpu()))
         emb = torch.cat([p[0] for p in parts])
         feats = torch.cat([p[1] for p in parts])
         # records with several windows: average over their windows
@@ -172,7 +172,7 @@ class MELP(nn.Module):
         out = []
         with self._inference():
             for start in range(0, len(texts), batch_size):
-                out.append(self.encode_text(self.tokenize(list(texts[start:start + batch_size])))["embedding"].cpu())
+                out.append(self.encode_text(self.tokenize(list(texts[start:start + batch_size])))["embedding"].float().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.config.embed_dim), np.float32)
 
     def zero_shot(self, x, class_descriptions, fs: float = 500) -> np.ndarray:
