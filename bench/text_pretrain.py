@@ -1,6 +1,6 @@
 """Stage 1 at the demo's scale: time, held-out masked-LM loss before/after, and the masked-only head.
 
-    python bench/text_pretrain.py [--records 3000] [--steps 60] [--threads N]
+    python bench/text_pretrain.py [--records 3000] [--steps 60] [--threads N] [--lr LR]
 
 1. Simulates the demo's pretraining reports (``melp.synth.simulate``), lower-cased as the MIMIC
    adapter stores them, into a text file.
@@ -35,7 +35,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=3000)
     parser.add_argument("--steps", type=int, default=60, help="stage-1 steps (melp demo: 60)")
     parser.add_argument("--reps", type=int, default=3, help="timed steps per variant and round")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is faster on busy cores)")
+    parser.add_argument("--lr", type=float, default=None, help="override the preset's learning rate")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -76,6 +77,8 @@ def main() -> None:
 
     cfg["data"]["texts"] = [str(corpus)]
     cfg["train"]["steps"] = args.steps
+    if args.lr:
+        cfg["optim"]["lr"] = args.lr
     cfg["output"]["dir"] = str(work / "text_model")
     log = tp.pretrain_text(cfg)
     before, after = log["heldout_mlm_loss_before"], log["heldout_mlm_loss_after"]

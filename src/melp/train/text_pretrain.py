@@ -183,7 +183,18 @@ def pretrain_text(cfg: dict) -> dict:
     """Run stage 1 as described by a resolved config dict; returns the training log.
 
     The model folder is ``cfg["output"]["dir"]``; the log is also written there as ``train_log.json``.
+    ``cfg["threads"]`` (optional) sets torch's CPU threads for this run only.
     """
+    threads = torch.get_num_threads()
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg["threads"]))
+    try:
+        return _pretrain_text(cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _pretrain_text(cfg: dict) -> dict:
     from transformers import AutoModelForMaskedLM, AutoTokenizer, get_scheduler
     from transformers.utils import logging as hf_logging
 
@@ -199,8 +210,6 @@ def pretrain_text(cfg: dict) -> dict:
     train_texts, heldout = collect_corpus(data.get("caches") or [], data.get("texts") or [],
                                           float(data["eval_fraction"]), int(data["max_eval_texts"]), seed)
     source = resolve_model_source(cfg["model"])
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg["threads"]))
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
     verbosity = hf_logging.get_verbosity()
