@@ -138,8 +138,8 @@ def conducted_bumps(findings, subj, prm, rng):
     amp[no_p, P] = 0.0
 
     # Normal ventricular depolarisation: septal (left to right, anterior), main, terminal.
-    mu[:, QS], sd[:, QS], amp[:, QS] = 11 * s, 6 * s, u(0.06, 0.12) * scale
-    dirs[:, QS] = geo.unit(-0.6, 0.2, 0.4)
+    mu[:, QS], sd[:, QS], amp[:, QS] = 11 * s, 6 * s, u(0.05, 0.1) * scale
+    dirs[:, QS] = geo.unit(-0.5, 0.2, 0.5)
     mu[:, R], sd[:, R], amp[:, R] = 42 * s, 11 * s, u(0.6, 0.85) * scale
     dirs[:, R] = main
     mu[:, S], sd[:, S], amp[:, S] = 66 * s, 9 * s, subj["s_amp"] * scale
@@ -147,7 +147,7 @@ def conducted_bumps(findings, subj, prm, rng):
     qrs_end = (66 + 2.3 * 9) * s
 
     # Repolarisation: T roughly along the main QRS vector but anterior; slow up, fast down.
-    t_dir = _frontal(prm["axis"] * 0.6 + 20 + subj["t_axis_off"], 0.35)
+    t_dir = _frontal(prm["axis"] * 0.3 + 28 + subj["t_axis_off"], 0.35)
     t_amp = subj["t_amp"] * np.sqrt(scale)
     mu[:, ST], sd[:, ST] = 0.0, 40.0
     dirs[:, ST] = t_dir
@@ -163,10 +163,10 @@ def conducted_bumps(findings, subj, prm, rng):
         amp[lbbb, S] = 0
         qrs_end[lbbb] = (104 + 2.3 * 19) * w
     if rbbb.any():  # normal start, late rightward-anterior R' and broad S in I/V6
-        width = u(122, 150)[rbbb]
-        sd[rbbb, RP] = 15.0
-        mu[rbbb, RP] = width - 2.3 * 15.0
-        amp[rbbb, RP] = u(0.55, 0.9)[rbbb] * scale[rbbb]
+        width = u(132, 160)[rbbb]
+        sd[rbbb, RP] = 17.0
+        mu[rbbb, RP] = width - 2.2 * 17.0
+        amp[rbbb, RP] = u(0.7, 1.0)[rbbb] * scale[rbbb]
         dirs[rbbb, RP] = geo.unit(-0.6, 0.05, 0.8)
         sd[rbbb, S] = 14 * s[rbbb]
         mu[rbbb, S] = 70 * s[rbbb]
@@ -208,13 +208,13 @@ def conducted_bumps(findings, subj, prm, rng):
 
     # Infarcts: an early vector pointing away from the dead wall (Q waves there), T inverted there.
     away = np.zeros((n, 3))
-    for name, vec in (("IMI", (0.05, -1.0, 0.05)), ("AMI", (0.1, 0.05, -1.0)), ("LMI", (-1.0, 0.15, -0.1))):
+    for name, vec in (("IMI", (0.05, -1.0, 0.05)), ("AMI", (0.1, 0.05, -1.0)), ("LMI", (-1.0, 0.15, 0.1))):
         away += has(name)[:, None] * geo.unit(*vec)
     mi = np.linalg.norm(away, axis=1) > 0
     if mi.any():
         dirs[mi, IQ] = away[mi] / np.linalg.norm(away[mi], axis=1, keepdims=True)
         mu[mi, IQ], sd[mi, IQ] = 20.0, 12.0
-        amp[mi, IQ] = u(0.5, 0.8)[mi] * scale[mi]
+        amp[mi, IQ] = u(0.4, 0.6)[mi] * scale[mi]
         amp[has("AMI"), QS] *= 0.2  # septal necrosis: the septal r of V1-V2 is lost
         t_dir[mi] = t_dir[mi] + 1.3 * dirs[mi, IQ]
         t_dir[mi] /= np.linalg.norm(t_dir[mi], axis=1, keepdims=True)
@@ -337,6 +337,7 @@ def calibrate_voltage(bumps, findings, rng) -> None:
     p2p = qrs.max(2) - qrs.min(2)
     limb, chest = p2p[:, :6].max(1), p2p[:, 6:].max(1)
 
+    limb, chest, sokolow = (np.maximum(v, 1e-3) for v in (limb, chest, sokolow))
     lo = np.maximum(0.6 / limb, 1.15 / chest)  # clearly not low voltage
     hi = np.minimum(3.1 / sokolow, 1.0 / np.maximum(ravl, 1e-3))  # clearly no LVH voltage
     factor = np.clip(1.0, lo, np.maximum(lo, hi))
