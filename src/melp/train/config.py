@@ -42,21 +42,29 @@ def load_config(name_or_path: str | Path) -> dict:
 
 def apply_overrides(cfg: dict, overrides: list[str] | None) -> dict:
     """A copy of ``cfg`` with each ``dotted.key=value`` applied (value parsed as YAML)."""
-    cfg = copy.deepcopy(cfg)
+    values = {}
     for item in overrides or []:
         if "=" not in item:
             raise ValueError(f"override {item!r} must look like key.sub=value")
         key, raw = item.split("=", 1)
-        parts = key.strip().split(".")
+        values[key.strip()] = parse_value(raw)
+    return apply_values(cfg, values)
+
+
+def apply_values(cfg: dict, values: dict) -> dict:
+    """A copy of ``cfg`` with ``{"dotted.key": python value}`` applied."""
+    cfg = copy.deepcopy(cfg)
+    for key, value in values.items():
+        parts = key.split(".")
         node = cfg
         for part in parts[:-1]:
             child = node.get(part)
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise ValueError(f"override {item!r}: {part!r} is not a section of the config")
+                raise ValueError(f"override {key}=...: {part!r} is not a section of the config")
             node = child
-        node[parts[-1]] = parse_value(raw)
+        node[parts[-1]] = copy.deepcopy(value)
     return cfg
 
 

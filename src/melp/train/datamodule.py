@@ -37,9 +37,21 @@ class TextCollate:
         }
 
 
+def pairs(cache, splits: str | list[str]):
+    """ECG-report pairs of one split, or of several (e.g. ``[val, test]`` for a larger held-out set)."""
+    from torch.utils.data import ConcatDataset
+
+    from melp.data.datasets import ECGTextDataset
+
+    if isinstance(splits, str):
+        return ECGTextDataset(cache, split=splits)
+    return ConcatDataset([ECGTextDataset(cache, split=s) for s in splits])
+
+
 class ECGTextDataModule(L.LightningDataModule):
     def __init__(self, cache: str | Path, tokenize: Callable[[list[str]], dict], batch_size: int = 32,
-                 num_workers: int = 0, train_split: str = "train", val_split: str | None = "val",
+                 num_workers: int = 0, train_split: str | list[str] = "train",
+                 val_split: str | list[str] | None = "val",
                  seed: int = 0):
         super().__init__()
         self.cache_path = Path(cache)
@@ -55,16 +67,15 @@ class ECGTextDataModule(L.LightningDataModule):
         if self.train_set is not None:
             return
         from melp.data.cache import ECGCache
-        from melp.data.datasets import ECGTextDataset
 
         if not self.cache_path.exists():
             raise FileNotFoundError(f"pretraining cache {self.cache_path} does not exist (run `melp prepare` first)")
         cache = ECGCache(self.cache_path)
-        self.train_set = ECGTextDataset(cache, split=self.train_split)
+        self.train_set = pairs(cache, self.train_split)
         if len(self.train_set) == 0:
             raise ValueError(f"cache {self.cache_path} has no {self.train_split!r} pairs to train on")
         if self.val_split:
-            self.val_set = ECGTextDataset(cache, split=self.val_split)
+            self.val_set = pairs(cache, self.val_split)
             if len(self.val_set) == 0:
                 raise ValueError(f"cache {self.cache_path} has no {self.val_split!r} pairs for validation; "
                                  "set data.val_split=null to train without validation")

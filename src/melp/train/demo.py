@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from melp.train.config import apply_overrides, load_config
+from melp.train.config import apply_overrides, apply_values, load_config
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 ZEROSHOT_TASKS = ("ptbxl-super", "ptbxl-sub", "ptbxl-form", "ptbxl-rhythm")
@@ -116,8 +116,7 @@ def build_caches(out: Path, roots: dict[str, Path], preprocess) -> dict[str, Pat
 def stage1(out: Path, cache: Path, s: dict, seed: int) -> Path:
     from melp.train.text_pretrain import pretrain_text
 
-    cfg = load_config("text_tiny")
-    cfg = apply_overrides(cfg, [f"{k}={v}" for k, v in (s.get("stage1") or {}).items()])
+    cfg = apply_values(load_config("text_tiny"), s.get("stage1") or {})
     cfg["seed"] = seed
     cfg["data"]["caches"] = [str(cache)]
     cfg["output"]["dir"] = str(out / "text_model")
@@ -127,15 +126,19 @@ def stage1(out: Path, cache: Path, s: dict, seed: int) -> Path:
     return out / "text_model"
 
 
-def stage2(out: Path, cache: Path, text_model: Path, s: dict, seed: int) -> Path:
+def stage2_config(out: Path, s: dict, seed: int) -> dict:
+    """The `tiny` training preset with the demo's overrides (the text model is set after stage 1)."""
+    cfg = apply_values(load_config("tiny"), s.get("stage2") or {})
+    cfg["seed"] = seed
+    cfg["data"]["cache"] = str(out / "cache" / "mimic-iv-ecg")
+    cfg["output"]["dir"] = str(out / "pretrain")
+    return cfg
+
+
+def stage2(cfg: dict, text_model: Path) -> Path:
     from melp.train.pretrain import pretrain
 
-    cfg = load_config("tiny")
-    cfg = apply_overrides(cfg, [f"{k}={v}" for k, v in (s.get("stage2") or {}).items()])
-    cfg["seed"] = seed
-    cfg["data"]["cache"] = str(cache)
-    cfg["output"]["dir"] = str(out / "pretrain")
-    cfg.setdefault("model_overrides", {}).setdefault("text", {})["source"] = str(text_model.resolve())
+    cfg = apply_values(cfg, {"model_overrides.text.source": str(text_model.resolve())})
     return pretrain(cfg)
 
 
@@ -218,21 +221,21 @@ def chance_recall(reports: list[str], k: int = 10) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     import melp
-    from melp.models.config import MELPConfig
+    from melp.eval.outputs import write_json
+    from melp.train.pretrain import model_config
 
     s = demo_settings(args.quick, args.overrides)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps = Steps()
-    preprocess = MELPConfig.from_preset("tiny").preprocess
+    train_cfg = stage2_config(out, s, args.seed)
+    preprocess = model_config(train_cfg).preprocess  # the caches are built as the model will read
 
     roots = steps.run("simulate", simulate, out, s, args.seed)
     caches = steps.run("prepare caches", build_caches, out, roots, preprocess)
     text_model = steps.run("stage 1: text masked LM", stage1, out, caches["mimic-iv-ecg"], s, args.seed)
-    run_dir = steps.run("stage 2: MELP pretraining", stage2, out, caches["mimic-iv-ecg"], text_model, s, args.seed)
+    run_dir = steps.run("stage 2: MELP pretraining", stage2, train_cfg, text_model)
     model_dir = run_dir / "model"
     model = melp.load(model_dir)
     model.eval()
@@ -243,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
     steps.run("plots", demo_report.plots, out, run_dir, model, caches)
     results.update(elapsed_seconds=round(steps.elapsed, 1), model_dir=str(model_dir.resolve()),
                    step_seconds=steps.times, settings=s, quick=bool(args.quick))
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(out / "results.json", results)  # NaN (an undefined AUROC) becomes null
     table = demo_report.summary_markdown(results)
     (out / "results.md").write_text(table)
     print("\n" + table)

@@ -8,11 +8,9 @@
 from __future__ import annotations
 
 import shutil
-import textwrap
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 
 def _pyplot():
@@ -61,35 +59,24 @@ def training_curves(run_dir: Path, path: Path) -> Path | None:
 
 
 def example_ecg(model, cache_dir: Path, path: Path) -> Path:
-    """A held-out ECG drawn as 12 leads, titled with its reference and generated reports."""
+    """A held-out ECG on paper-style grid (the simulator's plot), titled with its reference and
+    generated reports."""
     from melp.data.cache import ECGCache
     from melp.data.leads import CANONICAL_LEADS
+    from melp.synth.plot import plot_12lead
 
     cache = ECGCache(cache_dir)
     index = cache.index.reset_index(drop=True)
     test = np.flatnonzero(index["split"].to_numpy() == "test")
     i = int(test[0]) if len(test) else 0
-    signal = cache.signal(i)
-    fs = cache.preprocess.fs
+    signal, fs = cache.signal(i), cache.preprocess.fs
     generated = model.generate(signal[None], fs=fs)[0]
     reference = str(index["report"].iloc[i]) if "report" in index else ""
-
-    plt = _pyplot()
-    fig, axes = plt.subplots(6, 2, figsize=(12, 9), sharex=True)
-    t = np.arange(signal.shape[1]) / fs
-    for lead, ax in enumerate(axes.T.flat):  # I..aVF down the left column, V1..V6 down the right
-        ax.plot(t, signal[lead], color="k", lw=0.6)
-        ax.set_ylabel(CANONICAL_LEADS[lead], rotation=0, labelpad=15)
-        ax.grid(True, color="#f4a0a0", lw=0.4)
-    for ax in axes[-1]:
-        ax.set_xlabel("s")
-    wrap = lambda s: "\n".join(textwrap.wrap(s, 110))  # noqa: E731
-    fig.suptitle(f"record {index['record_id'].iloc[i]} (mV)\nreference: {wrap(reference)}\n"
-                 f"generated: {wrap(generated)}", fontsize=9, ha="left", x=0.02)
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig = plot_12lead(signal, fs, list(CANONICAL_LEADS),
+                      title=f"record {index['record_id'].iloc[i]} | reference: {reference} | generated: {generated}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.savefig(path, dpi=100, bbox_inches="tight")  # the wrapped title stays inside the image
+    _pyplot().close(fig)
     return path
 
 
@@ -117,7 +104,7 @@ def summary_markdown(results: dict) -> str:
     rows += [(f"linear probe macro AUROC, PTB-XL super, {float(k) * 100:g}% of train", _pct(v),
               ">= 95" if float(k) == 1.0 else "") for k, v in probe.items()]
     if ret:
-        rows.append((f"ECG->report recall@10, {ret.get('n')} held-out pairs (chance {_pct(ret.get('chance_r10'))})",
+        rows.append((f"ECG->report recall@10, {ret.get('n_pairs')} held-out pairs (chance {_pct(ret.get('chance_r10'))})",
                      _pct(ret.get("ecg_to_report_r10")), "well above chance"))
         rows.append(("ECG->report recall@1", _pct(ret.get("ecg_to_report_r1")), ""))
     if "ludb" in results:

@@ -57,13 +57,18 @@ def _deep_merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def build_model(cfg: dict):
-    """The MELP model of a training config: a model preset (or YAML) plus ``model_overrides``."""
+def model_config(cfg: dict):
+    """The MELPConfig of a training config: a model preset (or YAML) plus ``model_overrides``."""
     from melp.models.config import MELPConfig
-    from melp.models.melp import MELP
 
     base = MELPConfig.from_preset(str(cfg["model"])).to_dict()
-    return MELP(MELPConfig.from_dict(_deep_merge(base, cfg.get("model_overrides") or {})))
+    return MELPConfig.from_dict(_deep_merge(base, cfg.get("model_overrides") or {}))
+
+
+def build_model(cfg: dict):
+    from melp.models.melp import MELP
+
+    return MELP(model_config(cfg))
 
 
 def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Path:

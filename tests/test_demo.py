@@ -1,0 +1,71 @@
+"""`melp demo` at micro scale: every step runs (simulate, prepare through the adapters, stage 1, stage 2,
+evaluations, plots) and results.json holds the keys outside scripts read."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_train import micro_model_yaml
+
+
+def test_chance_recall_counts_duplicate_reports():
+    from melp.train.demo import chance_recall
+
+    assert chance_recall([f"report {i}" for i in range(100)], 10) == pytest.approx(0.1)
+    assert chance_recall(["same"] * 20, 10) == pytest.approx(1.0)
+
+
+def test_demo_settings_take_stage_overrides():
+    from melp.train.demo import demo_settings
+
+    s = demo_settings(True, ["pretrain_records=50", "stage2.trainer.max_epochs=3", "stage1.model=/x"])
+    assert s["pretrain_records"] == 50 and s["stage2"]["trainer.max_epochs"] == 3 and s["stage1"]["model"] == "/x"
+    full = demo_settings(False)
+    assert full["probe_fractions"] == [0.01, 0.1, 1.0] and full["pretrain_records"] >= 1000
+
+
+def test_quick_demo_writes_results(tmp_path):
+    from melp.models.text_encoder import build_random_text_model
+
+    text = build_random_text_model(tmp_path / "text", hidden_size=32, layers=2, heads=2, intermediate_size=64)
+    model_yaml = micro_model_yaml(tmp_path / "micro.yaml", text)
+    out = tmp_path / "demo"
+    args = ["--quick", "--out", str(out), "--set", f"stage1.model={text}", "--set", f"stage2.model={model_yaml}"]
+    real = os.environ.get("MELP_REAL_DATA")
+    with_ludb = bool(real) and (Path(real) / "ludb").is_dir()
+    args += ["--set", f"ludb={'true' if with_ludb else 'false'}"]
+    done = subprocess.run([sys.executable, "-m", "melp.cli", "demo", *args], capture_output=True, text=True,
+                          timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["elapsed_seconds"] > 0
+    assert Path(results["model_dir"]).is_dir()
+    for key in ("0.01", "0.1", "1.0"):
+        assert 0.0 <= results["probe"][key] <= 1.0
+    assert 0.0 <= results["zeroshot"]["macro_auroc"] <= 1.0
+    assert 0.0 <= results["retrieval"]["ecg_to_report_r10"] <= 1.0
+    assert 0.0 < results["retrieval"]["chance_r10"] <= 1.0
+    if with_ludb:
+        assert 0.0 <= results["ludb"]["zeroshot_macro_auroc"] <= 1.0 and results["ludb"]["n"] > 100
+    else:
+        assert "ludb" not in results
+    md = (out / "results.md").read_text()
+    assert "zero-shot macro AUROC" in md and "recall@10" in md and "zero-shot macro AUROC" in done.stdout
+    for plot in ("training_curves.png", "example_12lead.png", "roc_ptbxl-super.png"):
+        assert (out / "plots" / plot).stat().st_size > 1000
+    # the pipeline went through the real layouts and caches, and the model folder is loadable
+    assert (out / "data" / "mimic-iv-ecg" / "record_list.csv").is_file()
+    assert (out / "data" / "ptbxl" / "ptbxl_database.csv").is_file()
+    for name in ("mimic-iv-ecg", "ptbxl", "cinc"):
+        assert (out / "cache" / name / "index.parquet").is_file()
+    assert yaml.safe_load((out / "pretrain" / "config.yaml").read_text())["model_overrides"]["text"]["source"]
+    import melp
+
+    assert melp.load(results["model_dir"]).embed_text(["sinus rhythm."]).shape[0] == 1
