@@ -29,18 +29,18 @@ def small_config(text_dir) -> MELPConfig:
     cfg.decoder.width, cfg.decoder.layers = 32, 1
     cfg.poolers.caption_queries, cfg.poolers.caption_heads, cfg.poolers.beat_heads = 8, 2, 2
     cfg.embed_dim = 32
-    cfg.preprocess = melp.PreprocessConfig(seconds=4.0)  # 2000 samples -> 50 frames
+    cfg.preprocess = melp.PreprocessConfig(seconds=2.0)  # 1000 samples -> 25 frames
     return cfg
 
 
-def toy_ecgs(n: int = 4, fs: int = 500, seconds: float = 4.0) -> np.ndarray:
+def toy_ecgs(n: int = 4, fs: int = 500, seconds: float = 2.0) -> np.ndarray:
     """Even n: regular narrow spikes ("sinus"); odd n: irregular spikes on a wavy baseline ("AF")."""
     t = np.arange(int(fs * seconds)) / fs
     out = []
     for i in range(n):
         rng = np.random.default_rng(i)
         if i % 2 == 0:
-            beats = np.arange(0.3, seconds, 0.7)
+            beats = np.arange(0.2, seconds, 0.6)
         else:
             beats = np.cumsum(rng.uniform(0.25, 0.9, 20))
             beats = beats[beats < seconds]
@@ -165,7 +165,7 @@ def overfit_model(text_dir):
     x = toy_ecgs(4)
     batch = torch.from_numpy(np.concatenate([melp.preprocess(s, 500, model.config.preprocess) for s in x]))
     tokens = model.tokenize(REPORTS * 2)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3, fused=True)
     warmup = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / 8))  # no collapse
     for _ in range(40):
         opt.zero_grad()
@@ -215,11 +215,11 @@ def test_embed_ecg_applies_preprocessing(overfit_model):
     at_250 = resample_poly(x[:2], 1, 2, axis=-1).astype(np.float32)
     np.testing.assert_allclose(model.embed_ecg(torch.from_numpy(at_250), fs=250), ref, atol=0.05)
     # several windows: the embedding is the normalised mean of the windows' embeddings
-    model.config.preprocess = melp.PreprocessConfig(seconds=4.0, windows="all")
+    model.config.preprocess = melp.PreprocessConfig(seconds=2.0, windows="all")
     try:
         both = model.embed_ecg(np.concatenate([x[0], x[1]], axis=-1)[None])
     finally:
-        model.config.preprocess = melp.PreprocessConfig(seconds=4.0)
+        model.config.preprocess = melp.PreprocessConfig(seconds=2.0)
     mean = ref.mean(axis=0)
     np.testing.assert_allclose(both[0], mean / np.linalg.norm(mean), atol=1e-5)
     with pytest.raises(ValueError, match=r"\(12, T\)"):
