@@ -170,3 +170,13 @@ def test_command_line_overrides_the_preset():
     assert cfg["optim"]["schedule"] == "cosine" and cfg["seed"] == 5
     paper = tp.config_from_args(parser.parse_args(["--config", "text_paper", "--steps", "10"]))
     assert paper["train"]["steps"] == 10 and paper["data"]["max_length"] == 128
+
+
+def test_a_corpus_that_never_gets_masked_fails_instead_of_looping(tmp_path, tiny_bert, one_thread):
+    corpus = tmp_path / "short.txt"
+    corpus.write_text("sinus rhythm\natrial fibrillation\n")
+    cfg = tp.load_config("text_tiny")
+    cfg["model"], cfg["data"]["texts"], cfg["output"]["dir"] = str(tiny_bert), [str(corpus)], str(tmp_path / "o")
+    cfg["train"].update(steps=5, mlm_probability=1e-9)
+    with pytest.raises(ValueError, match="no token was masked"):
+        tp.pretrain_text(cfg)

@@ -196,7 +196,8 @@ def pretrain_text(cfg: dict) -> dict:
 
 def _pretrain_text(cfg: dict) -> dict:
     from transformers import AutoModelForMaskedLM, AutoTokenizer, get_scheduler
-    from transformers.utils import logging as hf_logging
+
+    from melp.models.text_encoder import quiet_hf
 
     start = time.perf_counter()
     seed = int(cfg["seed"])
@@ -212,12 +213,8 @@ def _pretrain_text(cfg: dict) -> dict:
     source = resolve_model_source(cfg["model"])
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # a sentence-embedding model has no MLM head: HF warns it is new
-    try:
+    with quiet_hf():  # a sentence-embedding model has no MLM head: HF warns that it is new
         model = AutoModelForMaskedLM.from_pretrained(source, local_files_only=True)
-    finally:
-        hf_logging.set_verbosity(verbosity)
     device = torch.device(cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device).train()
 
@@ -242,6 +239,7 @@ def _pretrain_text(cfg: dict) -> dict:
     log_every = max(1, int(train_cfg.get("log_every", 10)))
     bar = tqdm(total=total_steps, desc="stage 1 masked LM", unit="step")
     while step < total_steps:
+        epoch_start = step
         for batch in loader:
             if int((batch["labels"] != -100).sum()) == 0:
                 continue  # nothing was masked in this (tiny) batch: no loss to learn from
@@ -261,6 +259,9 @@ def _pretrain_text(cfg: dict) -> dict:
                 window = []
             if step >= total_steps:
                 break
+        if step == epoch_start:
+            raise ValueError("no token was masked in a whole pass over the texts: they are too short "
+                             f"for mlm_probability {mlm_probability}")
     bar.close()
     heldout_after = mlm_loss(model, eval_batches)
 
@@ -335,9 +336,10 @@ def config_from_args(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    log = pretrain_text(config_from_args(args))
+    cfg = config_from_args(args)
+    log = pretrain_text(cfg)
     before, after = log["heldout_mlm_loss_before"], log["heldout_mlm_loss_after"]
-    out = Path(config_from_args(args)["output"]["dir"])
+    out = Path(cfg["output"]["dir"])
     print(f"stage 1: {log['steps']} steps on {log['train_texts']} texts in {log['elapsed_seconds']:.0f} s")
     if before is not None:
         print(f"held-out MLM loss ({log['heldout_texts']} texts): {before:.3f} -> {after:.3f} "
