@@ -4,7 +4,8 @@ An ``EvalSet`` is N records as fixed-length windows in millivolts (12 leads, can
 ``fs``) with multi-hot labels over ``classes``, subject ids, splits, record ids and reports.
 It comes from
 - arrays: ``EvalSet.from_arrays(signals, labels, classes, fs=...)``;
-- a cache built by ``melp prepare``: ``EvalSet.from_cache(ECGCache(path), task)``;
+- a cache built by ``melp prepare``: ``EvalSet.from_cache(ECGCache(path), task)`` (each record's
+  first window; records without a label are left out where the benchmark requires one);
 - a dataset folder as distributed: ``EvalSet.from_folder(root, dataset, task)`` reads every record
   through the dataset's adapter and the shared preprocessing into a temporary memmap (records that
   cannot be read are listed in ``rejects``, never dropped silently);
