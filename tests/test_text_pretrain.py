@@ -119,7 +119,7 @@ def test_split_corpus_dedups_keeps_train_split_and_holds_out():
     a = pd.DataFrame({"report": ["Sinus  rhythm.", "sinus rhythm.", "", "afib", "afib", "long qt"],
                       "split": ["train", "train", "train", "val", "train", "val"]})
     b = pd.DataFrame({"report": ["long qt", "lbbb", "rbbb"], "split": ["test", "train", "val"]})
-    train, heldout = tp.split_corpus([a, b], ["lbbb", "cardiology text"], 0.5, 10, seed=0)
+    train, heldout = tp.split_corpus([a, b], ["lbbb", "cardiology text"], 0.5, 10, seed=0, min_eval_texts=2)
     # case is kept (a tokenizer may be cased), whitespace normalised, empties and duplicates dropped,
     # the test split never read; a val report also seen in training is not held out
     assert train == ["Sinus rhythm.", "sinus rhythm.", "afib", "lbbb", "cardiology text"]
@@ -131,6 +131,12 @@ def test_split_corpus_dedups_keeps_train_split_and_holds_out():
     assert len(heldout) == 5 and len(train) == 15 and not set(train) & set(heldout)
     assert tp.split_corpus([c], [], 0.25, 10, seed=0) == (train, heldout)
     assert len(tp.split_corpus([c], [], 0.5, 4, seed=0)[1]) == 4
+
+    # too few val reports: a fraction of the training texts joins them
+    d = pd.concat([c, pd.DataFrame({"report": ["held a", "held b"], "split": ["val", "val"]})])
+    train, heldout = tp.split_corpus([d], [], 0.25, 10, seed=0, min_eval_texts=3)
+    assert {"held a", "held b"} <= set(heldout) and len(heldout) == 7 and len(train) == 15
+    assert len(tp.split_corpus([d], [], 0.25, 10, seed=0, min_eval_texts=2)[1]) == 2
 
 
 def test_bad_inputs_name_the_file(tmp_path, sim_cache):

@@ -7,8 +7,9 @@ more ``melp prepare`` caches (their ``report`` column, train split) plus optiona
 tokenizer, safetensors) that stage 2 loads as its ``text.source``, with ``train_log.json`` (loss
 curve, held-out MLM loss before and after) and the resolved ``config.yaml`` next to it.
 
-The held-out texts are the caches' ``val`` reports that do not occur in the training texts, or, when
-there are none, a seeded ``eval_fraction`` of the training texts set aside before training. They are
+The held-out texts are the caches' ``val`` reports that do not occur in the training texts, plus,
+when those are fewer than ``min_eval_texts``, a seeded ``eval_fraction`` of the training texts set
+aside before training. They are
 masked once with a fixed seed, so "before" and "after" score exactly the same masked tokens.
 """
 from __future__ import annotations
@@ -74,11 +75,12 @@ def _unique(texts) -> list[str]:
 
 
 def split_corpus(tables: list[pd.DataFrame], extra_texts: list[str], eval_fraction: float,
-                 max_eval_texts: int, seed: int) -> tuple[list[str], list[str]]:
+                 max_eval_texts: int, seed: int, min_eval_texts: int = 0) -> tuple[list[str], list[str]]:
     """(training texts, held-out texts), each deduplicated, from (report, split) tables and extra texts.
 
     Training: the tables' ``train`` reports and the extra texts. Held out: the ``val`` reports not in
-    training, else (no val split) a seeded ``eval_fraction`` of the training texts. ``test`` is never read.
+    training; when they are fewer than ``min_eval_texts``, a seeded ``eval_fraction`` of the training
+    texts joins them (moved out of training). ``test`` is never read.
     """
     train, val = [], []
     for table in tables:
@@ -90,12 +92,12 @@ def split_corpus(tables: list[pd.DataFrame], extra_texts: list[str], eval_fracti
                          "text files no non-blank line")
     in_train = set(train)
     heldout = [t for t in _unique(val) if t not in in_train]
-    if not heldout and eval_fraction > 0 and len(train) > 1:
+    if len(heldout) < max(1, min_eval_texts) and eval_fraction > 0 and len(train) > 1:
         order = list(range(len(train)))
         random.Random(seed).shuffle(order)
         n_eval = min(max(1, round(eval_fraction * len(train))), len(train) - 1)
         held = set(order[:n_eval])
-        heldout = [t for i, t in enumerate(train) if i in held]
+        heldout += [t for i, t in enumerate(train) if i in held]
         train = [t for i, t in enumerate(train) if i not in held]
     if len(heldout) > max_eval_texts:
         heldout = random.Random(seed).sample(heldout, max_eval_texts)
@@ -103,12 +105,12 @@ def split_corpus(tables: list[pd.DataFrame], extra_texts: list[str], eval_fracti
 
 
 def collect_corpus(caches: list, text_files: list, eval_fraction: float, max_eval_texts: int,
-                   seed: int) -> tuple[list[str], list[str]]:
+                   seed: int, min_eval_texts: int = 0) -> tuple[list[str], list[str]]:
     """:func:`split_corpus` on the reports of cache folders and the lines of text files."""
     tables = [read_cache_reports(c) for c in caches]
     texts = [line for path in text_files for line in read_text_file(path)]
     try:
-        return split_corpus(tables, texts, eval_fraction, max_eval_texts, seed)
+        return split_corpus(tables, texts, eval_fraction, max_eval_texts, seed, min_eval_texts)
     except ValueError as err:
         raise ValueError(f"{err} (caches: {[str(c) for c in caches]}, text files: "
                          f"{[str(f) for f in text_files]})") from err
@@ -209,7 +211,8 @@ def _pretrain_text(cfg: dict) -> dict:
     mlm_probability = float(train_cfg["mlm_probability"])
 
     train_texts, heldout = collect_corpus(data.get("caches") or [], data.get("texts") or [],
-                                          float(data["eval_fraction"]), int(data["max_eval_texts"]), seed)
+                                          float(data["eval_fraction"]), int(data["max_eval_texts"]), seed,
+                                          int(data.get("min_eval_texts") or 0))
     source = resolve_model_source(cfg["model"])
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
