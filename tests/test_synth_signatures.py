@@ -271,11 +271,11 @@ def test_voltage_findings(normal):
 
 
 def _pathological_q(m, lead):
-    """Q >= 0.1 mV and either >= 30 ms (from the detected onset, a few ms late) or deep: >= 0.3 mV
+    """Q >= 0.1 mV and either >= 35 ms (from the detected onset, a few ms late) or deep: >= 0.3 mV
     and a quarter of the R wave (QS complexes included)."""
     duration, depth = m.q_wave(lead)
     r_height = max(m.qrs(lead).max(), 0.0)
-    return depth >= 0.1 and (duration >= 30 or (depth >= 0.3 and depth >= 0.25 * r_height))
+    return depth >= 0.1 and (duration >= 35 or (depth >= 0.3 and depth >= 0.25 * r_height))
 
 
 @pytest.mark.parametrize(

@@ -58,8 +58,8 @@ def sample_subjects(m: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         "hr": np.clip(rng.normal(67, 8, m), 58, 98),
         "pr": np.clip(rng.normal(156, 16, m), 125, 192),
         "qrsd": np.clip(rng.normal(90, 7, m), 76, 104),
-        "qtc": np.clip(rng.normal(408 + 10 * sex, 14, m), 380, 445),
-        "axis": np.clip(rng.normal(52, 20, m), 0, 88),  # frontal QRS axis (degrees)
+        "qtc": np.clip(rng.normal(398 + 10 * sex, 14, m), 370, 440),
+        "axis": np.clip(rng.normal(46, 18, m), -10, 78),  # frontal QRS axis (degrees)
         "post": np.clip(rng.normal(-0.08, 0.1, m), -0.28, 0.15),  # anterior (+) / posterior (-) part of the main R vector
         "habitus": np.exp(rng.normal(-0.05 * sex, 0.16, m)),  # overall voltage (chest wall, body size)
         "p_amp": rng.uniform(0.1, 0.2, m),
@@ -100,7 +100,7 @@ def ecg_parameters(findings: np.ndarray, subj: dict, rng: np.random.Generator) -
     pr = subj["pr"] + rng.normal(0, 5, n) - np.where(has("STACH"), 12, 0)
     pr = np.where(has("1AVB"), u(225, 330), np.clip(pr, 122, 195))
     pr = np.where(has("WPW"), u(100, 118), pr)
-    qtc = np.where(has("LNGQT"), u(490, 570), subj["qtc"] + rng.normal(0, 5, n))
+    qtc = np.where(has("LNGQT"), u(500, 580), subj["qtc"] + rng.normal(0, 5, n))
     qtc = np.where(has("LNGQT"), qtc, np.clip(qtc, 370, 448))
     qrsd = np.clip(subj["qrsd"] + rng.normal(0, 3, n), 76, 106)
     axis = subj["axis"] + rng.normal(0, 4, n)
@@ -138,8 +138,8 @@ def conducted_bumps(findings, subj, prm, rng):
     amp[no_p, P] = 0.0
 
     # Normal ventricular depolarisation: septal (left to right, anterior), main, terminal.
-    mu[:, QS], sd[:, QS], amp[:, QS] = 11 * s, 6 * s, u(0.05, 0.1) * scale
-    dirs[:, QS] = geo.unit(-0.5, 0.2, 0.5)
+    mu[:, QS], sd[:, QS], amp[:, QS] = 11 * s, 6 * s, u(0.06, 0.12) * scale
+    dirs[:, QS] = geo.unit(-0.6, 0.2, 0.4)
     mu[:, R], sd[:, R], amp[:, R] = 42 * s, 11 * s, u(0.6, 0.85) * scale
     dirs[:, R] = main
     mu[:, S], sd[:, S], amp[:, S] = 66 * s, 9 * s, subj["s_amp"] * scale
@@ -244,8 +244,8 @@ def conducted_bumps(findings, subj, prm, rng):
     sd[:, T2] = u(26, 34)
     t_peak = qt - 2.6 * sd[:, T2]
     mu[:, T2], amp[:, T2] = t_peak, 0.7 * t_amp
-    sd[:, T1] = 1.7 * sd[:, T2]
-    mu[:, T1], amp[:, T1] = t_peak - 0.9 * sd[:, T2], 0.55 * t_amp
+    sd[:, T1] = 1.5 * sd[:, T2]  # the slow upstroke; it ends with the T2 downstroke, at QT
+    mu[:, T1], amp[:, T1] = t_peak - 1.4 * sd[:, T2], 0.55 * t_amp
     dirs[:, T1] = dirs[:, T2] = t_dir
     mu[:, ST] = np.where(amp[:, ST] > 0, qrs_end + 55.0, 0.0)
     sd[:, ST] = np.where(amp[:, ST] > 0, 38.0, 40.0)
