@@ -94,9 +94,9 @@ def measure(signal: np.ndarray, fs: float = FS) -> dict[str, float] | None:
     return out
 
 
-def summarise(rows: list[dict]) -> pd.DataFrame:
-    frame = pd.DataFrame([r for r in rows if r is not None])
-    return frame
+def summarise(rows: list[dict | None]) -> pd.DataFrame:
+    """One row per record that could be delineated."""
+    return pd.DataFrame([r for r in rows if r is not None])
 
 
 def fmt(values: pd.Series) -> str:

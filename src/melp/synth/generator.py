@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from melp.synth import geometry as geo
-from melp.synth.findings import FINDINGS, INDEX
+from melp.synth.findings import INDEX
 
 FS = 500
 SECONDS = 10.0
