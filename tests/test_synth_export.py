@@ -16,6 +16,7 @@ from melp.synth import export, simulate
 from melp.synth.exporters.cinc import dx_codes
 from melp.synth.exporters.ptbxl import scp_codes
 from melp.synth.findings import table
+from melp.synth.plot import find_report
 
 N, SEED = 12, 4
 
@@ -48,6 +49,7 @@ def test_mimic_layout(tmp_path, truth):
         row = mm[mm.study_id == rec.study_id].iloc[0]
         parts = [row[f"report_{k}"] for k in range(18) if isinstance(row[f"report_{k}"], str)]
         assert parts == truth.statements[i]
+        assert find_report(tmp_path / rec.path, {}) == ". ".join(parts) + "."  # `melp plot` titles
     table_, tasks, rejects = get_adapter("mimic-iv-ecg").load_table(tmp_path)
     assert len(table_) == N and not rejects and tasks == {}
     assert "sinus" in " ".join(table_.report) or "fibrillation" in " ".join(table_.report)
@@ -72,6 +74,7 @@ def test_ptbxl_layout(tmp_path, truth):
         lr = wfdb.rdrecord(str(tmp_path / rec.filename_lr))
         assert hr.sig_name[3:6] == ["AVR", "AVL", "AVF"] and lr.fs == 100 and lr.sig_len == 1000
         assert np.abs(hr.p_signal.T - truth.signals[i]).max() <= _quantum(1000)
+        assert find_report(tmp_path / rec.filename_hr, {}) == truth.reports[i].lower()
         low = resample_poly(truth.signals[i], 1, 5, axis=-1)
         assert np.abs(lr.p_signal.T - low).max() <= _quantum(1000) + 1e-4
     table_, tasks, _ = get_adapter("ptbxl").load_table(tmp_path)
