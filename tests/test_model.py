@@ -127,7 +127,7 @@ def test_feature_extractor_gradient_is_scaled(text_dir):
     cfg = small_config(text_dir).ecg
     grads = {}
     for scale in (1.0, 0.1):
-        cfg.feature_grad_scale, cfg.dropout = scale, 0.0
+        cfg.feature_grad_scale, cfg.dropout, cfg.attention_dropout = scale, 0.0, 0.0
         torch.manual_seed(0)
         enc = ECGEncoder(cfg)
         enc(torch.rand(2, 12, 2000)).sum().backward()
@@ -160,7 +160,7 @@ def overfit_model(text_dir):
     """A small model trained for a few dozen steps on four ECG-report pairs."""
     torch.manual_seed(0)
     cfg = small_config(text_dir)
-    cfg.ecg.dropout = 0.0
+    cfg.ecg.dropout = cfg.ecg.attention_dropout = 0.0
     model = melp.MELP(cfg)
     x = toy_ecgs(4)
     batch = torch.from_numpy(np.concatenate([melp.preprocess(s, 500, model.config.preprocess) for s in x]))

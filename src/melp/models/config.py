@@ -29,7 +29,9 @@ class ECGEncoderConfig:
     layers: int = 8
     heads: int = 12
     ffn_dim: int = 3072
-    dropout: float = 0.1
+    dropout: float = 0.1  # on the projected features and each residual branch
+    attention_dropout: float = 0.1  # on the attention weights (wav2vec 2.0 base)
+    activation_dropout: float = 0.0  # inside the FFN (wav2vec 2.0 base: none)
     pos_conv_kernel: int = 128
     pos_conv_groups: int = 16
     feature_grad_scale: float = 0.1  # gradients into the conv feature extractor are scaled by this

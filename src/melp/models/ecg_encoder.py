@@ -67,12 +67,13 @@ class PositionalConv(nn.Module):
 class EncoderLayer(nn.Module):
     """Post-LN transformer layer: x = LN(x + attn(x)); x = LN(x + FFN(x))."""
 
-    def __init__(self, width: int, heads: int, ffn_dim: int, dropout: float):
+    def __init__(self, width: int, heads: int, ffn_dim: int, dropout: float, attention_dropout: float,
+                 activation_dropout: float):
         super().__init__()
-        self.attn = Attention(width, heads, dropout=dropout)
+        self.attn = Attention(width, heads, dropout=attention_dropout)
         self.norm1 = nn.LayerNorm(width)
-        self.ffn = nn.Sequential(nn.Linear(width, ffn_dim), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(ffn_dim, width))
+        inner = [nn.Dropout(activation_dropout)] if activation_dropout > 0 else []
+        self.ffn = nn.Sequential(nn.Linear(width, ffn_dim), nn.GELU(), *inner, nn.Linear(ffn_dim, width))
         self.norm2 = nn.LayerNorm(width)
         self.drop = nn.Dropout(dropout)
 
@@ -92,7 +93,8 @@ class ECGEncoder(nn.Module):
         self.pos_conv = PositionalConv(cfg.width, cfg.pos_conv_kernel, cfg.pos_conv_groups)
         self.norm = nn.LayerNorm(cfg.width)
         self.layers = nn.ModuleList(
-            EncoderLayer(cfg.width, cfg.heads, cfg.ffn_dim, cfg.dropout) for _ in range(cfg.layers))
+            EncoderLayer(cfg.width, cfg.heads, cfg.ffn_dim, cfg.dropout, cfg.attention_dropout,
+                         cfg.activation_dropout) for _ in range(cfg.layers))
 
     @property
     def width(self) -> int:
