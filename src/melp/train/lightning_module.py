@@ -1,6 +1,7 @@
 """Stage 2 as a LightningModule: the MELP model, its optimiser and schedule, training and validation.
 
-- AdamW (betas 0.9/0.95, weight decay 0.2) with no decay on norms, biases and the logit scale;
+- AdamW (betas 0.9/0.95, weight decay 0.2) with no decay on norms, biases and the logit scale, and
+  optionally a smaller learning rate for the pretrained text model (``optim.pretrained_lr_scale``);
   linear warm-up from 0 then cosine decay to ``min_lr``, stepped every optimiser step.
 - After every optimiser step the learnable logit scale is clamped (open_clip habit, DESIGN 1.5).
 - Lead masking (each lead zeroed with probability ``lead_mask_prob``) is drawn from a generator keyed
@@ -43,17 +44,21 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: flo
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Trainable parameters split into decayed (matrices) and not decayed (norms, biases, scales)."""
-    decay, no_decay = [], []
+PRETRAINED_PREFIX = "text_encoder.model."  # the Hugging Face text model inside MELP
+
+
+def param_groups(model: nn.Module, weight_decay: float, lr: float, pretrained_lr_scale: float = 1.0) -> list[dict]:
+    """Trainable parameters split into decayed (matrices) and not decayed (norms, biases, scales), and
+    into the pretrained text model (at ``lr * pretrained_lr_scale``) and everything else (at ``lr``)."""
+    groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim < 2 or "logit_scale" in name or "log_scale" in name:
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        decays = not (p.ndim < 2 or "logit_scale" in name or "log_scale" in name)
+        groups.setdefault((decays, name.startswith(PRETRAINED_PREFIX)), []).append(p)
+    return [{"params": params, "weight_decay": weight_decay if decays else 0.0,
+             "lr": lr * (pretrained_lr_scale if pretrained else 1.0)}
+            for (decays, pretrained), params in sorted(groups.items())]
 
 
 def recall_at_k(ecg_emb: Tensor, text_emb: Tensor, text_ids: Tensor, ks=RECALL_KS) -> dict[str, float]:
@@ -102,7 +107,7 @@ class MELPLightning(L.LightningModule):
         self.log_dict({"train/global": out["loss_global"], "train/caption": out["loss_caption"],
                        "train/local": out["loss_local"]}, prog_bar=True, batch_size=bs)
         self.log("train/logit_scale", out["logit_scale"], prog_bar=True, batch_size=bs)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=bs)
+        self.log("train/lr", max(g["lr"] for g in self.trainer.optimizers[0].param_groups), batch_size=bs)
         return out["loss"]
 
     def on_before_zero_grad(self, optimizer) -> None:
@@ -111,7 +116,9 @@ class MELPLightning(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.optim
-        optimizer = torch.optim.AdamW(param_groups(self.model, float(o["weight_decay"])), lr=float(o["lr"]),
+        groups = param_groups(self.model, float(o["weight_decay"]), float(o["lr"]),
+                              float(o.get("pretrained_lr_scale", 1.0)))
+        optimizer = torch.optim.AdamW(groups, lr=float(o["lr"]),
                                       betas=tuple(float(b) for b in o["betas"]), eps=float(o.get("eps", 1e-8)))
         total = int(self.trainer.estimated_stepping_batches)
         warmup = int(o.get("warmup_steps", 0))

@@ -110,6 +110,7 @@ def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Pat
         accelerator=t.get("accelerator", "auto"), devices=t.get("devices", 1), num_nodes=t.get("num_nodes", 1),
         strategy=t.get("strategy", "auto"), precision=t.get("precision", "32-true"),
         max_epochs=t.get("max_epochs"), max_steps=t.get("max_steps", -1),
+        max_time=t.get("max_time"),  # e.g. "00:00:30:00" (DD:HH:MM:SS): stop at a wall-time budget
         accumulate_grad_batches=t.get("accumulate_grad_batches", 1),
         gradient_clip_val=t.get("gradient_clip_val"), log_every_n_steps=t.get("log_every_n_steps", 50),
         check_val_every_n_epoch=t.get("check_val_every_n_epoch", 1),
