@@ -27,7 +27,7 @@ from melp.data.preprocess import preprocess
 from melp.eval.cli_common import add_model_and_data
 from melp.eval.data import as_eval_set, load_eval_set
 from melp.eval.metrics import classification_summary, mean_std
-from melp.eval.probe import _macro, probe_split, write_seeded
+from melp.eval.probe import KeepBestOnValidation, probe_split, write_seeded
 
 
 class Classifier(torch.nn.Module):
@@ -76,7 +76,7 @@ def finetune_one(model, data, split: dict, seed: int, *, epochs: int, patience: 
     loss_fn = torch.nn.BCEWithLogitsLoss()
     labels = torch.from_numpy(data.labels)
     rng = np.random.default_rng(seed)
-    best, best_state, since, history = -math.inf, None, 0, []
+    stopper = KeepBestOnValidation(net, patience)
     for epoch in tqdm(range(epochs), desc=desc, unit="epoch"):
         net.train()
         order = rng.permutation(train)
@@ -88,19 +88,10 @@ def finetune_one(model, data, split: dict, seed: int, *, epochs: int, patience: 
             optimizer.step()
             scheduler.step()
         val_logits = predict(net, data, split["val"], batch_size)
-        val_auc = _macro(data.labels[split["val"]], val_logits)
         val_loss = float(loss_fn(torch.from_numpy(val_logits), labels[split["val"]]))
-        score = val_auc if not math.isnan(val_auc) else -val_loss
-        history.append({"epoch": epoch, "val_macro_auroc": val_auc, "val_loss": val_loss})
-        if score > best:
-            best, since = score, 0
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        else:
-            since += 1
-            if since >= patience:
-                break
-    net.load_state_dict(best_state)
-    return net, history
+        if stopper.update(epoch, data.labels[split["val"]], val_logits, val_loss):
+            break
+    return net, stopper.restore()
 
 
 def evaluate_finetune(model, data, task: str, fraction: float = 1.0, seeds=1, *, epochs: int = 10,

@@ -70,6 +70,33 @@ def _macro(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(np.nanmean(auc)) if not np.isnan(auc).all() else float("nan")
 
 
+class KeepBestOnValidation:
+    """Early stopping shared by the probe and fine-tuning: scores each epoch by validation macro
+    AUROC (minus the validation loss where no class is scorable), keeps the best weights of
+    ``module`` and says when ``patience`` epochs passed without improvement."""
+
+    def __init__(self, module: torch.nn.Module, patience: int):
+        self.module, self.patience = module, patience
+        self.best, self.best_state, self.since, self.history = -math.inf, None, 0, []
+
+    def update(self, epoch: int, val_labels: np.ndarray, val_logits: np.ndarray, val_loss: float) -> bool:
+        """Record one epoch; True when training should stop."""
+        val_auc = _macro(val_labels, val_logits)
+        self.history.append({"epoch": epoch, "val_macro_auroc": val_auc, "val_loss": val_loss})
+        score = val_auc if not math.isnan(val_auc) else -val_loss
+        if score > self.best:
+            self.best, self.since = score, 0
+            self.best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+            return False
+        self.since += 1
+        return self.since >= self.patience
+
+    def restore(self) -> list[dict]:
+        """Load the best weights back; returns the per-epoch history."""
+        self.module.load_state_dict(self.best_state)
+        return self.history
+
+
 def train_head(head: torch.nn.Module, forward, train_x, train_y, val_x, val_y, *, lr: float, weight_decay: float,
                epochs: int, patience: int, batch_size: int, seed: int, params=None, desc: str = "probe"):
     """Train ``forward(x) -> logits`` with BCE, AdamW and a cosine schedule, keeping the state of the
@@ -80,10 +107,9 @@ def train_head(head: torch.nn.Module, forward, train_x, train_y, val_x, val_y, *
     steps_per_epoch = max(1, math.ceil(len(train_x) / batch_size))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    best, best_state, since, history = -math.inf, None, 0, []
-    module = head
+    stopper = KeepBestOnValidation(head, patience)
     for epoch in tqdm(range(epochs), desc=desc, unit="epoch", leave=False):
-        module.train()
+        head.train()
         order = torch.randperm(len(train_x), generator=generator)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
@@ -92,22 +118,14 @@ def train_head(head: torch.nn.Module, forward, train_x, train_y, val_x, val_y, *
             loss.backward()
             optimizer.step()
             scheduler.step()
-        module.eval()
+        head.eval()
         with torch.no_grad():
             val_logits = forward(val_x)
             val_loss = float(loss_fn(val_logits, val_y))
-        val_auc = _macro(val_y.numpy(), val_logits.float().numpy())
-        score = val_auc if not math.isnan(val_auc) else -val_loss
-        history.append({"epoch": epoch, "val_macro_auroc": val_auc, "val_loss": val_loss})
-        if score > best:
-            best, since = score, 0
-            best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-        else:
-            since += 1
-            if since >= patience:
-                break
-    module.load_state_dict(best_state)
-    module.eval()
+        if stopper.update(epoch, val_y.numpy(), val_logits.float().numpy(), val_loss):
+            break
+    history = stopper.restore()
+    head.eval()
     return history
 
 
