@@ -26,8 +26,7 @@ from tqdm.auto import tqdm
 from melp.data.preprocess import preprocess
 from melp.eval.cli_common import add_model_and_data
 from melp.eval.data import as_eval_set, load_eval_set
-from melp.eval.metrics import classification_summary, mean_std
-from melp.eval.probe import KeepBestOnValidation, probe_split, write_seeded
+from melp.eval.probe import KeepBestOnValidation, probe_split, seed_result, summarize_seeds, write_seeded
 
 
 class Classifier(torch.nn.Module):
@@ -106,18 +105,9 @@ def evaluate_finetune(model, data, task: str, fraction: float = 1.0, seeds=1, *,
                                     head_lr=head_lr, weight_decay=weight_decay, batch_size=batch_size,
                                     desc=f"finetune {task} {fraction:g} seed {s}")
         scores = 1.0 / (1.0 + np.exp(-predict(net, data, split["test"], batch_size)))
-        summary = classification_summary(data.labels[split["test"]], scores, data.classes, n_boot=n_boot, seed=s)
-        per_seed.append({"seed": s, "n_train": int(split["train"].size), "n_val": int(split["val"].size),
-                         "epochs_run": len(history), **summary, "scores": scores,
-                         "labels": data.labels[split["test"]], "record_ids": data.record_ids[split["test"]],
-                         "train_record_ids": data.record_ids[split["train"]].tolist()})
+        per_seed.append(seed_result(data, split, scores, history, s, n_boot))
         del net
-    auc = mean_std([r["macro_auroc"] for r in per_seed])
-    f1 = mean_std([r["macro_max_f1"] for r in per_seed])
-    return {"protocol": "finetune", "task": task, "fraction": fraction, "seeds": seeds, "classes": data.classes,
-            "macro_auroc_mean": auc["mean"], "macro_auroc_std": auc["std"],
-            "macro_max_f1_mean": f1["mean"], "macro_max_f1_std": f1["std"],
-            "rejects": [list(r) for r in data.rejects], "per_seed": per_seed}
+    return summarize_seeds("finetune", task, fraction, seeds, data, per_seed)
 
 
 def add_arguments(parser) -> None:

@@ -158,14 +158,24 @@ def evaluate_probe(model, data, task: str, fraction: float = 1.0, seeds=1, *, ep
                              batch_size=batch_size, seed=s, desc=f"probe {task} {fraction:g} seed {s}")
         with torch.no_grad():
             scores = torch.sigmoid(head(x[sp["test"]])).numpy()
-        summary = classification_summary(data.labels[sp["test"]], scores, data.classes, n_boot=n_boot, seed=s)
-        per_seed.append({"seed": s, "n_train": int(sp["train"].size), "n_val": int(sp["val"].size),
-                         "epochs_run": len(history), **summary, "scores": scores,
-                         "labels": data.labels[sp["test"]], "record_ids": data.record_ids[sp["test"]],
-                         "train_record_ids": data.record_ids[sp["train"]].tolist()})
+        per_seed.append(seed_result(data, sp, scores, history, s, n_boot))
+    return summarize_seeds("probe", task, fraction, seeds, data, per_seed)
+
+
+def seed_result(data: EvalSet, split: dict, scores: np.ndarray, history: list, seed: int, n_boot: int) -> dict:
+    """One seed's test-split scores (sigmoid outputs) -> its metrics and the arrays to save."""
+    test, train = split["test"], split["train"]
+    summary = classification_summary(data.labels[test], scores, data.classes, n_boot=n_boot, seed=seed)
+    return {"seed": seed, "n_train": int(train.size), "n_val": int(split["val"].size),
+            "epochs_run": len(history), **summary, "scores": scores, "labels": data.labels[test],
+            "record_ids": data.record_ids[test], "train_record_ids": data.record_ids[train].tolist()}
+
+
+def summarize_seeds(protocol: str, task: str, fraction: float, seeds, data: EvalSet, per_seed: list) -> dict:
+    """Mean and spread over seeds of the macro AUROC and max-F1 (shared by the probe and fine-tuning)."""
     auc = mean_std([r["macro_auroc"] for r in per_seed])
     f1 = mean_std([r["macro_max_f1"] for r in per_seed])
-    return {"protocol": "probe", "task": task, "fraction": fraction, "seeds": seeds, "classes": data.classes,
+    return {"protocol": protocol, "task": task, "fraction": fraction, "seeds": seeds, "classes": data.classes,
             "macro_auroc_mean": auc["mean"], "macro_auroc_std": auc["std"],
             "macro_max_f1_mean": f1["mean"], "macro_max_f1_std": f1["std"],
             "rejects": [list(r) for r in data.rejects], "per_seed": per_seed}
