@@ -6,7 +6,6 @@ Its input is the causal text encoder's token states, so no position embedding of
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from melp.models.attention import Attention
