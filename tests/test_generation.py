@@ -5,23 +5,15 @@ import pytest
 import torch
 
 import melp
-from melp.models.config import MELPConfig
 from melp.models.generation import beam_search, generate_ids, greedy
-from melp.models.text_encoder import build_random_text_model
+from modelfixtures import small_config, small_text_model
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    text_dir = build_random_text_model(tmp_path_factory.mktemp("text"), hidden_size=32, layers=2, heads=2,
-                                       intermediate_size=64)
-    cfg = MELPConfig.from_preset("tiny")
-    cfg.text.source = str(text_dir)
-    cfg.ecg.width, cfg.ecg.layers, cfg.ecg.ffn_dim, cfg.ecg.conv_dim = 64, 1, 128, 32
-    cfg.decoder.width, cfg.decoder.layers = 32, 2
-    cfg.poolers.caption_queries, cfg.poolers.caption_heads, cfg.poolers.beat_heads = 8, 2, 2
-    cfg.embed_dim = 32
+    text_dir = small_text_model(tmp_path_factory.mktemp("text"))
     torch.manual_seed(0)
-    return melp.MELP(cfg).eval()
+    return melp.MELP(small_config(text_dir, ecg_layers=1, decoder_layers=2)).eval()
 
 
 def test_cached_decoding_equals_a_full_pass(model):

@@ -9,28 +9,14 @@ import melp
 from melp.models.config import MELPConfig
 from melp.models.ecg_encoder import ECGEncoder
 from melp.models.poolers import AttentionalPooler
-from melp.models.text_encoder import build_random_text_model
+from modelfixtures import small_config, small_text_model
 
 REPORTS = ["sinus rhythm. normal ecg.", "atrial fibrillation. abnormal ecg."]
 
 
 @pytest.fixture(scope="module")
 def text_dir(tmp_path_factory):
-    """A small random BERT with the real uncased WordPiece vocabulary."""
-    return build_random_text_model(tmp_path_factory.mktemp("text"), hidden_size=32, layers=2, heads=2,
-                                   intermediate_size=64)
-
-
-def small_config(text_dir) -> MELPConfig:
-    """The tiny preset, narrowed further so that tests run in seconds."""
-    cfg = MELPConfig.from_preset("tiny")
-    cfg.text.source = str(text_dir)
-    cfg.ecg.width, cfg.ecg.layers, cfg.ecg.ffn_dim, cfg.ecg.conv_dim = 64, 2, 128, 32
-    cfg.decoder.width, cfg.decoder.layers = 32, 1
-    cfg.poolers.caption_queries, cfg.poolers.caption_heads, cfg.poolers.beat_heads = 8, 2, 2
-    cfg.embed_dim = 32
-    cfg.preprocess = melp.PreprocessConfig(seconds=2.0)  # 1000 samples -> 25 frames
-    return cfg
+    return small_text_model(tmp_path_factory.mktemp("text"))
 
 
 def toy_ecgs(n: int = 4, fs: int = 500, seconds: float = 2.0) -> np.ndarray:
