@@ -68,22 +68,42 @@ def test_config_roundtrip_and_errors(tmp_path):
         MELPConfig.from_preset("huge")
 
 
-def test_tokenize_pads_to_longest_and_marks_sentences(text_dir):
+def test_tokenize_gives_the_reference_layout_and_marks_sentences(text_dir):
     model = melp.MELP(small_config(text_dir))
+    enc, max_length = model.text_encoder, model.config.text.max_length
     tok = model.tokenize(["sinus rhythm. normal ecg.", "sinus rhythm"])
-    ids, mask, sid = tok["input_ids"], tok["attention_mask"], tok["sentence_ids"]
-    enc = model.text_encoder
+    ids, mask, pos, sid = tok["input_ids"], tok["attention_mask"], tok["position_ids"], tok["sentence_ids"]
     assert ids.shape[1] == int(mask.sum(1).max())  # padded to the longest, not to max_length
     for b in range(2):
-        n = int(mask[b].sum())
-        assert ids[b, 0] == enc.bos_id and ids[b, n - 1] == enc.end_id
-        assert (ids[b, n:] == enc.pad_id).all() and (sid[b, n - 1:] == -1).all() and sid[b, 0] == -1
+        n = int(mask[b].sum())  # [BOS] text [SEP] [CLS]: the [CLS] sits where the reference puts it
+        assert ids[b, 0] == enc.bos_id and ids[b, n - 2] == enc.end_id == enc.tokenizer.sep_token_id
+        assert ids[b, n - 1] == enc.tokenizer.cls_token_id and pos[b, n - 1] == max_length - 1
+        assert pos[b, : n - 1].tolist() == list(range(n - 1))
+        assert (ids[b, n:] == enc.pad_id).all() and (sid[b, n - 2:] == -1).all() and sid[b, 0] == -1
+    # a sentence ends after each '.', which belongs to it; a report without one is one sentence
     assert sid[0].max() == 1 and sid[1].max() == 0
     words = enc.tokenizer.convert_ids_to_tokens(ids[0][sid[0] == 1].tolist())
-    assert "normal" in words and "sinus" not in words
-    model.config.text.max_length = 6
+    assert words[0] == "normal" and words[-1] == "." and "sinus" not in words
+    # text after the last '.': a sentence in melp's presets, none in the reference's (paper)
+    assert model.tokenize(["sinus rhythm. normal ecg"])["sentence_ids"].max() == 1
+    model.config.text.sentence_tail = False
+    assert model.tokenize(["sinus rhythm. normal ecg"])["sentence_ids"].max() == 0
+    model.config.text.max_length = 7
     short = model.tokenize(["sinus rhythm. normal ecg. left axis deviation."])
-    assert short["input_ids"].shape[1] == 6 and short["input_ids"][0, -1] == enc.end_id
+    assert short["input_ids"].shape[1] == 7 and short["input_ids"][0, -2:].tolist() == [
+        enc.end_id, enc.tokenizer.cls_token_id]
+
+
+def test_caption_targets_stop_at_sep_and_skip_the_cls(text_dir):
+    from melp.models.melp import caption_targets
+
+    model = melp.MELP(small_config(text_dir))
+    tok = model.tokenize(["sinus rhythm. normal ecg.", "sinus rhythm"])
+    targets = caption_targets(tok)
+    for b in range(2):
+        n = int(tok["attention_mask"][b].sum())
+        assert targets[b, : n - 2].tolist() == tok["input_ids"][b, 1: n - 1].tolist()  # up to and incl. [SEP]
+        assert (targets[b, n - 2:] == -100).all()  # the [CLS] and padding are no target
 
 
 def test_forward_shapes_losses_and_frozen_layers(text_dir):
@@ -223,3 +243,18 @@ def test_bf16_autocast_trains_and_embeds(text_dir):
         emb = model.embed_ecg(toy_ecgs(2))
     assert emb.dtype == np.float32 and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-3)
     assert model.ecg_encoder.proj.weight.grad.abs().sum() > 0
+
+
+def test_a_text_folder_without_weights_gives_a_random_tower_with_a_warning(text_dir, tmp_path):
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(text_dir, bare, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    with pytest.warns(UserWarning, match="holds no weights"):
+        model = melp.MELP(small_config(bare))
+    assert model.text_encoder.model.config.hidden_size == 32
+
+
+def test_paper_preset_asks_for_its_text_model():
+    with pytest.raises(ValueError, match="text.source is not set.*BERT-base folder"):
+        melp.MELP.from_preset("paper")

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "retrieve": ("melp.eval.retrieval", "ECG<->report retrieval recall@K"),
     "generate": ("melp.eval.generation", "report generation (beam search), BLEU-4 and ROUGE-L"),
     "bench-all": ("melp.eval.bench_all", "run a table of tasks x protocols"),
+    "convert": ("melp.models.official", "convert the authors' pretrained MELP checkpoint into a melp model folder"),
     "classify": ("melp.eval.single", "rank class descriptions for one ECG file"),
     "report": ("melp.eval.single_report", "generate a report for one ECG file"),
 }

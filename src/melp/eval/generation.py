@@ -70,7 +70,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from melp.eval.embed import load_model
 
-    model = load_model(args.model)
+    model = load_model(args.model, needs_text="generate")
     result = evaluate_generation(model, args.root, args.split, args.beams, args.max_records, args.seed,
                                  max_len=args.max_len)
     out = Path(args.out)

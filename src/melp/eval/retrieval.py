@@ -97,7 +97,7 @@ def markdown(result: dict) -> str:
 def run(args) -> int:
     from melp.eval.embed import load_model
 
-    model = load_model(args.model)
+    model = load_model(args.model, needs_text="retrieve")
     result = evaluate_retrieval(model, args.root, args.split, args.max_pairs, args.seed)
     result["model"] = str(args.model)
     out = Path(args.out)

@@ -52,7 +52,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from melp.eval.embed import load_model
 
-    model = load_model(args.model)
+    model = load_model(args.model, needs_text="classify")
     windows, record = record_windows(args.file, model.config.preprocess)
     ranked = classify_windows(model, windows, args.labels)
     seconds = model.config.preprocess.seconds

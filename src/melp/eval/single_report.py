@@ -27,7 +27,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from melp.eval.embed import load_model
 
-    model = load_model(args.model)
+    model = load_model(args.model, needs_text="report")
     reports = report_file(model, args.file, args.beams, args.max_len)
     if len(reports) == 1:
         print(reports[0][2])

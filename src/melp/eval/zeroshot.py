@@ -72,7 +72,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from melp.eval.embed import load_model
 
-    model = load_model(args.model)
+    model = load_model(args.model, needs_text="zeroshot")
     data = load_eval_set(args.root, args.dataset, model.config.preprocess, n=args.n, seed=args.seed,
                          allow_missing_leads=args.allow_missing_leads,
                          only_split=args.split or default_split(args.dataset))

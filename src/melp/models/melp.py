@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,26 +30,34 @@ CONFIG_FILE, WEIGHTS_FILE, TEXT_DIR, PREPROCESS_FILE = "config.json", "model.saf
 TEXT_PREFIX = "text_encoder.model."  # these weights live in text_model/, not in model.safetensors
 
 
+NO_TEXT_HINT = ("it has no text tower (converted from an ECG-encoder-only checkpoint); probe, finetune "
+                "and embedding work, zero-shot, retrieval, classification and report generation need one")
+
+
 class MELP(nn.Module):
-    def __init__(self, config: MELPConfig):
+    def __init__(self, config: MELPConfig, load_text_weights: bool = True):
+        """``load_text_weights=False`` builds the text tower from its folder's config alone (randomly
+        initialised), for weights that come from elsewhere (a converter, ``load``)."""
         super().__init__()
         self.config = config
         ecg_width, dim, dec, pools = config.ecg.width, config.embed_dim, config.decoder, config.poolers
         self.ecg_encoder = ECGEncoder(config.ecg)
-        self.text_encoder = TextEncoder(config.text, dim)
         # token level: caption-pooled ECG tokens feed the decoder
         self.caption_pooler = AttentionalPooler(dec.width, ecg_width, pools.caption_heads, pools.caption_queries)
         self.caption_norm = nn.LayerNorm(dec.width)
         # beat level: n_beats pooled embeddings; rhythm level: their mean
         self.beat_pooler = AttentionalPooler(dim, ecg_width, pools.beat_heads, pools.n_beats)
         self.beat_norm = nn.LayerNorm(dim)
-        self.beat_proj = nn.Parameter(torch.randn(dim, dim) * dim ** -0.5)
-        vocab = self.text_encoder.model.get_input_embeddings().num_embeddings
-        self.decoder = CaptionDecoder(self.text_encoder.hidden_size, dec.width, dec.layers, dec.heads,
-                                      dec.mlp_ratio, context_dim=dec.width, vocab_size=vocab)
+        self.beat_proj = nn.Parameter(torch.randn(dim, dim) * ecg_width ** -0.5)  # the reference's scale
         lc = config.loss
         self.loss_fn = MultiScaleLoss(LossWeights(lc.global_weight, lc.caption_weight, lc.local_weight),
                                       t1=lc.t1, t2=lc.t2, t3=lc.t3)
+        self.text_encoder = self.decoder = None
+        if config.has_text:
+            self.text_encoder = TextEncoder(config.text, dim, load_text_weights)
+            vocab = self.text_encoder.model.get_input_embeddings().num_embeddings
+            self.decoder = CaptionDecoder(self.text_encoder.hidden_size, dec.width, dec.layers, dec.heads,
+                                          dec.mlp_ratio, context_dim=dec.width, vocab_size=vocab)
 
     # ------------------------------------------------------------------ construction
 
@@ -76,7 +85,13 @@ class MELP(nn.Module):
 
     # ------------------------------------------------------------------ the two towers
 
+    def require_text(self, what: str) -> None:
+        """A clear error when ``what`` needs the text tower and this model has none."""
+        if self.text_encoder is None:
+            raise ValueError(f"{what} needs a text model, but {NO_TEXT_HINT}")
+
     def tokenize(self, reports: list[str]) -> dict[str, Tensor]:
+        self.require_text("tokenize")
         return self.text_encoder.tokenize(reports)
 
     def encode_ecg(self, x: Tensor) -> dict[str, Tensor]:
@@ -90,6 +105,7 @@ class MELP(nn.Module):
 
     def encode_text(self, tokens: dict[str, Tensor]) -> dict[str, Tensor]:
         """``embedding`` (B, D) L2-normalised, ``states``, ``sentences`` (B, S, D), ``sentence_mask``."""
+        self.require_text("encode_text")
         device = self.device
         return self.text_encoder({k: v.to(device) for k, v in tokens.items()})
 
@@ -98,10 +114,7 @@ class MELP(nn.Module):
         ``loss_caption``, ``loss_local``, ``logit_scale``."""
         e = self.encode_ecg(ecg)
         t = self.encode_text(tokens)
-        ids, mask = tokens["input_ids"].to(ecg.device), tokens["attention_mask"].to(ecg.device)
-        # token states 0..L-2 predict ids 1..L-1; padding is no target
-        targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
-        logits, targets = self.decoder(t["states"][:, :-1], e["tokens"], targets)
+        logits, targets = self.decoder(t["states"][:, :-1], e["tokens"], caption_targets(tokens).to(ecg.device))
         return self.loss_fn(e["embedding"], t["embedding"], logits, targets,
                             e["beats"], t["sentences"], t["sentence_mask"])
 
@@ -169,6 +182,7 @@ class MELP(nn.Module):
         """Reports or class descriptions -> (N, D) L2-normalised embeddings."""
         if isinstance(texts, str):
             raise TypeError("embed_text expects a list of strings")
+        self.require_text("text embedding")
         out = []
         with self._inference():
             for start in range(0, len(texts), batch_size):
@@ -194,6 +208,7 @@ class MELP(nn.Module):
         """Reports generated by beam search (``beams=1``: greedy) from the first window of each ECG."""
         from melp.models.generation import generate_ids
 
+        self.require_text("report generation")
         windows, owner = self._windows(x, fs)
         first = np.unique(owner, return_index=True)[1]
         windows = windows[torch.from_numpy(first)]
@@ -212,28 +227,45 @@ class MELP(nn.Module):
         model_dir = Path(model_dir)
         model_dir.mkdir(parents=True, exist_ok=True)
         config = self.config.to_dict()
-        config["text"]["source"] = TEXT_DIR  # relative: the folder can move
+        if self.text_encoder is not None:
+            config["text"]["source"] = TEXT_DIR  # relative: the folder can move
+            with quiet_hf():
+                self.text_encoder.model.save_pretrained(model_dir / TEXT_DIR)
+            self.text_encoder.tokenizer.save_pretrained(model_dir / TEXT_DIR)
         (model_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         self.config.preprocess.save(model_dir / PREPROCESS_FILE)
-        with quiet_hf():
-            self.text_encoder.model.save_pretrained(model_dir / TEXT_DIR)
-        self.text_encoder.tokenizer.save_pretrained(model_dir / TEXT_DIR)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith(TEXT_PREFIX)}
         save_file(state, str(model_dir / WEIGHTS_FILE), metadata={"format": "pt"})
+        umask = os.umask(0)
+        os.umask(umask)
+        for path in model_dir.rglob("*.safetensors"):  # safetensors writes owner-only files
+            path.chmod(0o666 & ~umask)
         return model_dir
+
+
+def caption_targets(tokens: dict[str, Tensor], ignore_index: int = -100) -> Tensor:
+    """Targets of the caption decoder, (B, L-1): the state at position t predicts token t+1, up to
+    [SEP]; padding and the appended [CLS] (each row's last real token) are no target."""
+    ids, mask = tokens["input_ids"], tokens["attention_mask"]
+    last = mask.sum(dim=1, keepdim=True) - 1  # index of the [CLS]
+    index = torch.arange(1, ids.shape[1], device=ids.device)
+    return ids[:, 1:].masked_fill((mask[:, 1:] == 0) | (index >= last), ignore_index)
 
 
 def load(model_dir: str | Path, device: str | torch.device = "cpu") -> MELP:
     """A folder written by ``save_pretrained`` -> MELP in eval mode. No network, no pickle."""
     model_dir = Path(model_dir)
-    for name in (CONFIG_FILE, WEIGHTS_FILE, PREPROCESS_FILE, TEXT_DIR):
+    for name in (CONFIG_FILE, WEIGHTS_FILE, PREPROCESS_FILE):
         if not (model_dir / name).exists():
             raise FileNotFoundError(f"{model_dir} is not a MELP model folder: {name} is missing")
     try:
         config = MELPConfig.from_dict(json.loads((model_dir / CONFIG_FILE).read_text()))
     except (ValueError, TypeError) as e:
         raise ValueError(f"{model_dir / CONFIG_FILE}: {e}") from e
-    config.text.source = str(model_dir / TEXT_DIR)
+    if config.has_text:
+        if not (model_dir / TEXT_DIR).is_dir():
+            raise FileNotFoundError(f"{model_dir} is not a MELP model folder: {TEXT_DIR}/ is missing")
+        config.text.source = str(model_dir / TEXT_DIR)
     config.preprocess = PreprocessConfig.load(model_dir / PREPROCESS_FILE)
     model = MELP(config)
     state = load_file(str(model_dir / WEIGHTS_FILE))

@@ -10,7 +10,7 @@ from melp.models.attention import Attention
 class AttentionalPooler(nn.Module):
     def __init__(self, d_model: int, context_dim: int, heads: int, n_queries: int):
         super().__init__()
-        self.queries = nn.Parameter(torch.randn(n_queries, d_model) * d_model ** -0.5)
+        self.queries = nn.Parameter(torch.randn(n_queries, d_model))  # unit scale: LayerNormed before use
         self.norm_q = nn.LayerNorm(d_model)
         self.norm_context = nn.LayerNorm(context_dim)
         self.attn = Attention(d_model, heads, kv_dim=context_dim)

