@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from melp.train.config import apply_overrides, load_config
-from melp.train.lightning_module import mask_leads, recall_at_k, warmup_cosine
+from melp.train.lightning_module import cosine_restarts, mask_leads, param_groups, recall_at_k, warmup_cosine
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -106,14 +106,35 @@ def test_overrides_parse_yaml_types_and_reject_bad_paths():
         load_config("no-such-preset")
 
 
-def test_presets_hold_the_paper_recipe():
+def test_presets_hold_the_authors_recipe():
     paper = load_config("paper")
-    assert paper["optim"]["betas"] == [0.9, 0.95] and paper["optim"]["weight_decay"] == 0.2
-    assert 1e-4 <= paper["optim"]["lr"] <= 2e-4 and paper["optim"]["warmup_steps"] > 0
+    o = paper["optim"]
+    assert o["betas"] == [0.9, 0.95] and o["weight_decay"] == 0.2 and o["decay_all"] is True
+    assert o["lr"] == 2e-4 and o["warmup_steps"] == 0 and o["schedule"] == "cosine_restarts"
+    assert o["restart_epochs"] == 50 and o["min_lr"] == 1e-8
     assert paper["trainer"]["devices"] * paper["data"]["batch_size"] == 256
+    assert paper["trainer"]["gradient_clip_val"] is None
     assert paper["trainer"]["precision"] == "bf16-mixed" and paper["data"]["lead_mask_prob"] == 0.5
     tiny = load_config("tiny")
     assert tiny["optim"]["warmup_steps"] > 0 and tiny["trainer"]["accelerator"] == "cpu"
+
+
+def test_cosine_restarts_is_torchs_cosine_annealing_warm_restarts():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=2e-4)
+    ref = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=7, T_mult=1, eta_min=1e-8)
+    for step in range(20):
+        assert opt.param_groups[0]["lr"] == pytest.approx(2e-4 * cosine_restarts(step, 7, 1e-8 / 2e-4), rel=1e-9)
+        opt.step()
+        ref.step()
+
+
+def test_decay_all_puts_weight_decay_on_every_parameter():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.LayerNorm(3))
+    ours = param_groups(model, 0.2, 1e-3)
+    assert sorted(sum(len(g["params"]) for g in ours if g["weight_decay"] == w) for w in (0.0, 0.2)) == [1, 3]
+    reference = param_groups(model, 0.2, 1e-3, decay_all=True)
+    assert [g["weight_decay"] for g in reference] == [0.2] and len(reference[0]["params"]) == 4
 
 
 def test_warmup_then_cosine_schedule():

@@ -1,8 +1,12 @@
 """Stage 2 as a LightningModule: the MELP model, its optimiser and schedule, training and validation.
 
-- AdamW (betas 0.9/0.95, weight decay 0.2) with no decay on norms, biases and the logit scale, and
-  optionally a smaller learning rate for the pretrained text model (``optim.pretrained_lr_scale``);
-  linear warm-up from 0 then cosine decay to ``min_lr``, stepped every optimiser step.
+- AdamW (betas 0.9/0.95, weight decay 0.2) with no decay on norms, biases and the logit scale
+  (``optim.decay_all: true``: on every parameter, as the reference), and optionally a smaller learning
+  rate for the pretrained text model (``optim.pretrained_lr_scale``).
+- ``optim.schedule``: ``warmup_cosine`` (melp's presets: linear warm-up from 0, then cosine decay to
+  ``min_lr``) or ``cosine_restarts`` (the reference: no warm-up, cosine from ``lr`` to ``min_lr``
+  restarting every ``restart_epochs`` epochs, i.e. torch's CosineAnnealingWarmRestarts); both stepped
+  every optimiser step.
 - After every optimiser step the learnable logit scale is clamped (open_clip habit, DESIGN 1.5).
 - Lead masking (each lead zeroed with probability ``lead_mask_prob``) is drawn from a generator keyed
   by (seed, epoch, batch, rank) rather than the global RNG, so that a resumed run sees exactly the
@@ -44,17 +48,29 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: flo
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def cosine_restarts(step: int, period: int, min_ratio: float) -> float:
+    """LR multiplier of torch's CosineAnnealingWarmRestarts (T_mult 1): cosine from 1 to
+    ``min_ratio`` over ``period`` steps, then again from 1."""
+    progress = (step % max(1, period)) / max(1, period)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+SCHEDULES = ("warmup_cosine", "cosine_restarts")
+
+
 PRETRAINED_PREFIX = "text_encoder.model."  # the Hugging Face text model inside MELP
 
 
-def param_groups(model: nn.Module, weight_decay: float, lr: float, pretrained_lr_scale: float = 1.0) -> list[dict]:
-    """Trainable parameters split into decayed (matrices) and not decayed (norms, biases, scales), and
-    into the pretrained text model (at ``lr * pretrained_lr_scale``) and everything else (at ``lr``)."""
+def param_groups(model: nn.Module, weight_decay: float, lr: float, pretrained_lr_scale: float = 1.0,
+                 decay_all: bool = False) -> list[dict]:
+    """Trainable parameters split into decayed (matrices; with ``decay_all`` every parameter) and not
+    decayed (norms, biases, scales), and into the pretrained text model (at ``lr * pretrained_lr_scale``)
+    and everything else (at ``lr``)."""
     groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        decays = not (p.ndim < 2 or "logit_scale" in name or "log_scale" in name)
+        decays = decay_all or not (p.ndim < 2 or "logit_scale" in name or "log_scale" in name)
         groups.setdefault((decays, name.startswith(PRETRAINED_PREFIX)), []).append(p)
     return [{"params": params, "weight_decay": weight_decay if decays else 0.0,
              "lr": lr * (pretrained_lr_scale if pretrained else 1.0)}
@@ -117,14 +133,24 @@ class MELPLightning(L.LightningModule):
     def configure_optimizers(self):
         o = self.optim
         groups = param_groups(self.model, float(o["weight_decay"]), float(o["lr"]),
-                              float(o.get("pretrained_lr_scale", 1.0)))
+                              float(o.get("pretrained_lr_scale", 1.0)), bool(o.get("decay_all", False)))
         optimizer = torch.optim.AdamW(groups, lr=float(o["lr"]),
                                       betas=tuple(float(b) for b in o["betas"]), eps=float(o.get("eps", 1e-8)))
         total = int(self.trainer.estimated_stepping_batches)
         warmup = int(o.get("warmup_steps", 0))
         min_ratio = float(o.get("min_lr", 0.0)) / float(o["lr"])
+        kind = o.get("schedule", "warmup_cosine")
+        if kind not in SCHEDULES:
+            raise ValueError(f"optim.schedule must be one of {SCHEDULES}, got {kind!r}")
+        if kind == "cosine_restarts":
+            if warmup:
+                raise ValueError("optim.schedule cosine_restarts has no warm-up: set optim.warmup_steps to 0")
+            epochs = max(1, int(self.trainer.max_epochs or 1))
+            period = max(1, total // epochs) * int(o.get("restart_epochs", 50))
 
         def schedule(step: int) -> float:  # a plain function: LambdaLR does not save it in checkpoints
+            if kind == "cosine_restarts":
+                return cosine_restarts(step, period, min_ratio)
             return warmup_cosine(step, warmup, total, min_ratio)
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
