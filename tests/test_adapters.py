@@ -40,7 +40,7 @@ def test_mimic_join_clean_reject_and_subject_split(tmp_path):
     table, tasks, rejects = get_adapter("mimic-iv-ecg").load_table(root)
     assert tasks == {}
     assert list(table["record_id"]) == ["40689238", "40689240", "40689241"]
-    assert table.loc[0, "report"] == "sinus rhythm. normal ecg"
+    assert table.loc[0, "report"] == "sinus rhythm. normal ecg."
     assert dict(rejects) == {"40689239": "report shorter than 4 words",
                              "40689242": "no machine_measurements row for this study_id"}
     assert all(Path(p + ".hea").is_file() for p in table["path"])

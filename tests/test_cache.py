@@ -41,7 +41,7 @@ def test_cache_values_index_and_files(tmp_path):
     cache = ECGCache(out)
     assert len(cache) == 3 and cache.dataset == "mimic-iv-ecg" and cache.tasks == {}
     assert list(cache.index["record_id"]) == ["40689238", "40689239", "40689242"]
-    assert cache.index.loc[0, "report"] == "sinus rhythm. finding number 0. abnormal ecg"
+    assert cache.index.loc[0, "report"] == "sinus rhythm. finding number 0. abnormal ecg."
     assert cache.preprocess == PreprocessConfig()
     for i, source in enumerate([0, 1, 4]):  # stored in mV, canonical order, within 1 uV quantisation
         np.testing.assert_allclose(cache.signal(i), known_signal(source), atol=1.1e-3)

@@ -1,7 +1,6 @@
-"""Report text: MIMIC-IV-ECG cleaning rules (DESIGN 2.1) and sentence splitting.
+"""Report text: the MIMIC-IV-ECG cleaning rules (DESIGN 2.1, and the authors' preprocessing).
 
-``split_sentences`` is shared with the model (beat-level loss: one embedding per sentence),
-so training and evaluation cut reports the same way.
+Sentences are cut by the text encoder, after each '.' token (melp.models.text_encoder).
 """
 from __future__ import annotations
 
@@ -26,8 +25,9 @@ def _is_missing(value) -> bool:
 def clean_report(parts: Iterable) -> str:
     """Join non-empty report statements with ". " and normalise them.
 
-    Lowercased, "ekg" -> "ecg", runs of "***" removed, whitespace collapsed. Statements that
-    already end in a period are not given a second one.
+    Lowercased, "ekg" -> "ecg", runs of "***" removed, whitespace collapsed, and a final period, as
+    in the authors' preprocessing (their beat-level loss counts a sentence only when a '.' ends it).
+    Statements that already end in a period are not given a second one.
     """
     statements = []
     for part in parts:
@@ -38,13 +38,8 @@ def clean_report(parts: Iterable) -> str:
         text = _WHITESPACE.sub(" ", text).strip().rstrip(".").strip()
         if text:
             statements.append(text)
-    return ". ".join(statements)
+    return ". ".join(statements) + "." if statements else ""
 
 
 def word_count(text: str) -> int:
     return len(text.split())
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a report: split at '.', stripped, empty pieces dropped."""
-    return [s.strip() for s in str(text).split(".") if s.strip()]
