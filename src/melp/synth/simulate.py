@@ -114,8 +114,8 @@ def _simulate_chunk(m: int, rng: np.random.Generator, forced, noise: bool, out: 
 
     prm = gen.ecg_parameters(findings, subj, rng)
     beat = gen.conducted_bumps(findings, subj, prm, rng)
+    gen.calibrate_voltage(beat, findings, rng)  # first: hypertrophy grows only some QRS forces, turning the axis
     gen.calibrate_axis(beat, findings, prm)
-    gen.calibrate_voltage(beat, findings, rng)
     times, types = gen.beat_schedule(findings, prm, rng)
 
     templates = np.zeros((m, 3, 3, gen.W), dtype=np.float32)
