@@ -105,16 +105,18 @@ def ecg_parameters(findings: np.ndarray, subj: dict, rng: np.random.Generator) -
 
     pr = subj["pr"] + rng.normal(0, 5, n) - np.where(has("STACH"), 12, 0)
     pr = np.where(has("1AVB"), u(225, 330), np.clip(pr, 122, 195))
-    pr = np.where(has("WPW"), u(100, 118), pr)
-    qtc = np.where(has("LNGQT"), u(500, 580), subj["qtc"] + rng.normal(0, 5, n))
-    qtc = np.where(has("LNGQT"), qtc, np.clip(qtc, 370, 448))
+    pr = np.where(has("WPW"), u(90, 116), pr)
+    # a wide QRS lengthens the QT; a labelled long QT is the QTc as read, whatever the QRS
+    wide = has("LBBB") | has("PACE") | has("RBBB") | has("WPW")
+    qtc = np.clip(subj["qtc"] + rng.normal(0, 5, n), 370, 448) + np.where(wide, 20.0, 0.0)
+    qtc = np.where(has("LNGQT"), u(500, 580), qtc)
     qrsd = np.clip(subj["qrsd"] + rng.normal(0, 3, n), 76, 106)
     axis = subj["axis"] + rng.normal(0, 4, n)
     axis = np.where(has("LAD"), u(-42, -34), axis)
     axis = np.where(has("LAFB"), u(-78, -55), axis)
 
     return {
-        "hr": hr, "rr": rr, "pr": pr, "qtc": qtc, "qt": qtc * np.sqrt(rr), "qrsd": qrsd, "axis": axis,
+        "hr": hr, "rr": rr, "pr": pr, "qtc": qtc, "qrsd": qrsd, "axis": axis,
         "flutter_rate": flutter_rate, "flutter_ratio": flutter_ratio,
         "sarrh": has("SARRH"),
     }
@@ -179,8 +181,9 @@ def conducted_bumps(findings, subj, prm, rng):
         mu[rbbb, S] = 70 * s[rbbb]
         qrs_end[rbbb] = width
     if wpw.any():  # early slurred delta wave, the rest of the QRS later; secondary T changes
-        d = 36.0
-        mu[wpw, DELTA], sd[wpw, DELTA], amp[wpw, DELTA] = 26.0, 16.0, u(0.35, 0.55)[wpw] * scale[wpw]
+        d = 47.0
+        # the delta wave starts the QRS (its onset at t = 0, as every QRS's): PR and QRS read from it
+        mu[wpw, DELTA], sd[wpw, DELTA], amp[wpw, DELTA] = 2.3 * 16.0, 16.0, u(0.35, 0.55)[wpw] * scale[wpw]
         dirs[wpw, DELTA] = geo.unit(0.6, 0.4, 0.7)
         amp[wpw, QS] = 0
         mu[wpw, R] += d
@@ -247,9 +250,8 @@ def conducted_bumps(findings, subj, prm, rng):
         dirs[strain, ST] = -dirs[strain, R]
         amp[strain, ST] = u(0.06, 0.12)[strain]
 
-    qt = prm["qt"] + np.where(lbbb | pace | rbbb | wpw, 20.0, 0.0)
     sd[:, T2] = u(26, 34)
-    t_peak = qt - 2.6 * sd[:, T2]
+    t_peak = prm["qt"] - 2.6 * sd[:, T2]
     mu[:, T2], amp[:, T2] = t_peak, 0.7 * t_amp
     sd[:, T1] = 1.5 * sd[:, T2]  # the slow upstroke; it ends with the T2 downstroke, at QT
     mu[:, T1], amp[:, T1] = t_peak - 1.4 * sd[:, T2], 0.55 * t_amp
@@ -257,7 +259,7 @@ def conducted_bumps(findings, subj, prm, rng):
     mu[:, ST] = np.where(amp[:, ST] > 0, qrs_end + 55.0, 0.0)
     sd[:, ST] = np.where(amp[:, ST] > 0, 38.0, 40.0)
 
-    return {"mu": mu, "sd": sd, "amp": amp, "dir": dirs, "qrs_end": qrs_end, "qt": qt}
+    return {"mu": mu, "sd": sd, "amp": amp, "dir": dirs, "qrs_end": qrs_end, "qt": prm["qt"]}
 
 
 def pac_bumps(beat, findings, rng):
@@ -461,6 +463,15 @@ def beat_schedule(findings, prm, rng):
     start = -rng.uniform(0.05, 1.0, (n, 1)) * rr0
     times = start + np.cumsum(iv, axis=1)
     return times, types
+
+
+def mean_rr(times, rr) -> np.ndarray:
+    """The RR interval (s) a reader measures: the mean over the beats inside the 10 s (rr if < 2)."""
+    in_view = (times >= 0) & (times < SECONDS)
+    count = in_view.sum(1)
+    first = np.where(in_view, times, np.inf).min(1)
+    last = np.where(in_view, times, -np.inf).max(1)
+    return np.where(count > 1, (last - first) / np.maximum(count - 1, 1), rr)
 
 
 # ---------------------------------------------------------------------------------------------
