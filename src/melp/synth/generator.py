@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from melp.data.leads import CANONICAL_LEADS
 from melp.synth import geometry as geo
 from melp.synth.findings import INDEX
 
@@ -33,6 +34,11 @@ MAX_BEATS = 48
 P, QS, R, S, RP, DELTA, IQ, ST, T1, T2, SPIKE = range(11)
 K = 11
 QRS_BUMPS = [QS, R, S, RP, DELTA, IQ]
+LV_BUMPS = [QS, R, S]  # the left ventricle's own forces, which hypertrophy grows
+LVH_PEAK_MV = 6.0  # about the tallest QRS deflection hypertrophy gives any lead
+LVH_SOKOLOW_MIN = 3.7  # a Sokolow-Lyon index clearly above the 3.5 mV criterion
+LEAD = {name: i for i, name in enumerate(CANONICAL_LEADS)}
+MIN_NET_AXIS = 0.3  # least net QRS area along the axis, as a share of R's: a clearly defined axis
 
 
 def _has(findings: np.ndarray, name: str) -> np.ndarray:
@@ -99,16 +105,18 @@ def ecg_parameters(findings: np.ndarray, subj: dict, rng: np.random.Generator) -
 
     pr = subj["pr"] + rng.normal(0, 5, n) - np.where(has("STACH"), 12, 0)
     pr = np.where(has("1AVB"), u(225, 330), np.clip(pr, 122, 195))
-    pr = np.where(has("WPW"), u(100, 118), pr)
-    qtc = np.where(has("LNGQT"), u(500, 580), subj["qtc"] + rng.normal(0, 5, n))
-    qtc = np.where(has("LNGQT"), qtc, np.clip(qtc, 370, 448))
+    pr = np.where(has("WPW"), u(90, 116), pr)
+    # a wide QRS lengthens the QT; a labelled long QT is the QTc as read, whatever the QRS
+    wide = has("LBBB") | has("PACE") | has("RBBB") | has("WPW")
+    qtc = np.clip(subj["qtc"] + rng.normal(0, 5, n), 370, 448) + np.where(wide, 20.0, 0.0)
+    qtc = np.where(has("LNGQT"), u(500, 580), qtc)
     qrsd = np.clip(subj["qrsd"] + rng.normal(0, 3, n), 76, 106)
     axis = subj["axis"] + rng.normal(0, 4, n)
     axis = np.where(has("LAD"), u(-42, -34), axis)
     axis = np.where(has("LAFB"), u(-78, -55), axis)
 
     return {
-        "hr": hr, "rr": rr, "pr": pr, "qtc": qtc, "qt": qtc * np.sqrt(rr), "qrsd": qrsd, "axis": axis,
+        "hr": hr, "rr": rr, "pr": pr, "qtc": qtc, "qrsd": qrsd, "axis": axis,
         "flutter_rate": flutter_rate, "flutter_ratio": flutter_ratio,
         "sarrh": has("SARRH"),
     }
@@ -126,7 +134,8 @@ def conducted_bumps(findings, subj, prm, rng):
     dirs[..., 0] = 1.0
 
     s = prm["qrsd"] / 90.0  # time scale of the normal QRS
-    main = _frontal(prm["axis"], subj["post"])
+    # a hypertrophied left ventricle turns the main vector posterior: deep S in V1-V3
+    main = _frontal(prm["axis"], np.where(has("LVH"), u(-0.8, -0.4), subj["post"]))
     scale = subj["habitus"]
 
     # P wave: atrial depolarisation, ending at onset of QRS minus a short PQ segment.
@@ -167,13 +176,14 @@ def conducted_bumps(findings, subj, prm, rng):
         sd[rbbb, RP] = 17.0
         mu[rbbb, RP] = width - 2.2 * 17.0
         amp[rbbb, RP] = u(0.7, 1.0)[rbbb] * scale[rbbb]
-        dirs[rbbb, RP] = geo.unit(-0.6, 0.05, 0.8)
+        dirs[rbbb, RP] = geo.unit(-0.25, 0.05, 0.95)
         sd[rbbb, S] = 14 * s[rbbb]
         mu[rbbb, S] = 70 * s[rbbb]
         qrs_end[rbbb] = width
     if wpw.any():  # early slurred delta wave, the rest of the QRS later; secondary T changes
-        d = 36.0
-        mu[wpw, DELTA], sd[wpw, DELTA], amp[wpw, DELTA] = 26.0, 16.0, u(0.35, 0.55)[wpw] * scale[wpw]
+        d = 47.0
+        # the delta wave starts the QRS (its onset at t = 0, as every QRS's): PR and QRS read from it
+        mu[wpw, DELTA], sd[wpw, DELTA], amp[wpw, DELTA] = 2.3 * 16.0, 16.0, u(0.35, 0.55)[wpw] * scale[wpw]
         dirs[wpw, DELTA] = geo.unit(0.6, 0.4, 0.7)
         amp[wpw, QS] = 0
         mu[wpw, R] += d
@@ -240,9 +250,8 @@ def conducted_bumps(findings, subj, prm, rng):
         dirs[strain, ST] = -dirs[strain, R]
         amp[strain, ST] = u(0.06, 0.12)[strain]
 
-    qt = prm["qt"] + np.where(lbbb | pace | rbbb | wpw, 20.0, 0.0)
     sd[:, T2] = u(26, 34)
-    t_peak = qt - 2.6 * sd[:, T2]
+    t_peak = prm["qt"] - 2.6 * sd[:, T2]
     mu[:, T2], amp[:, T2] = t_peak, 0.7 * t_amp
     sd[:, T1] = 1.5 * sd[:, T2]  # the slow upstroke; it ends with the T2 downstroke, at QT
     mu[:, T1], amp[:, T1] = t_peak - 1.4 * sd[:, T2], 0.55 * t_amp
@@ -250,7 +259,7 @@ def conducted_bumps(findings, subj, prm, rng):
     mu[:, ST] = np.where(amp[:, ST] > 0, qrs_end + 55.0, 0.0)
     sd[:, ST] = np.where(amp[:, ST] > 0, 38.0, 40.0)
 
-    return {"mu": mu, "sd": sd, "amp": amp, "dir": dirs, "qrs_end": qrs_end, "qt": qt}
+    return {"mu": mu, "sd": sd, "amp": amp, "dir": dirs, "qrs_end": qrs_end, "qt": prm["qt"]}
 
 
 def pac_bumps(beat, findings, rng):
@@ -292,12 +301,17 @@ def render(bumps, groups=None) -> np.ndarray:
     return np.matmul(vec.transpose(0, 2, 1), g)  # (n, 3, K) @ (n, K, W)
 
 
-def calibrate_axis(bumps, findings, prm, iterations: int = 2) -> None:
-    """Turn the main R vector until the QRS axis measured on the template is the intended one.
+def calibrate_axis(bumps, findings, prm) -> None:
+    """Point the main R vector so that the QRS axis measured on the template is the intended one.
 
     The axis a reader measures (net QRS area in I and aVF) differs from the direction of the
-    main bump because the septal and terminal forces add to it; axis-defined findings (LAD,
-    LAFB) need the measured value in their range. Wide-QRS rhythms keep their own axis.
+    main bump because the septal, terminal and infarct forces add to it; axis-defined findings
+    (LAD, LAFB) need the measured value in their range. Wide-QRS rhythms keep their own axis.
+
+    The net frontal area is linear in the R vector, so R is solved for in closed form: the other
+    forces' area F plus R's (length A, any angle) must lie on the ray at the target angle. Where
+    turning R cannot reach that ray (F outweighs A across it, or points against it), R is
+    lengthened just enough for a net area of MIN_NET_AXIS * A along it.
     """
     keep = _has(findings, "LBBB") | _has(findings, "PACE") | _has(findings, "WPW")
     # an infarct's own vector moves the axis, as it does in patients (unless the axis is the finding)
@@ -306,34 +320,40 @@ def calibrate_axis(bumps, findings, prm, iterations: int = 2) -> None:
     rows = np.flatnonzero(~keep)
     if not rows.size:
         return
-    target = prm["axis"][rows]
-    angle = target.copy()
-    z = bumps["dir"][rows, R, 2] / np.linalg.norm(bumps["dir"][rows, R, :2], axis=1)
-    for _ in range(iterations):
-        sub = {k: v[rows] for k, v in bumps.items()}
-        measured = qrs_axis(sub)
-        angle = angle + (target - measured + 180) % 360 - 180
-        bumps["dir"][rows, R] = _frontal(angle, z)
+    sub = {k: v[rows] for k, v in bumps.items()}
+    others = _frontal_area(sub, [k for k in range(K) if k != R])  # T and ST tails in the window count too
+    reach = np.linalg.norm(_frontal_area(sub, [R]), axis=1)
+    target = np.radians(prm["axis"][rows])
+    ray = np.stack([np.cos(target), np.sin(target)], axis=1)
+    along = (others * ray).sum(1)
+    across = others[:, 1] * ray[:, 0] - others[:, 0] * ray[:, 1]
+    net = np.maximum(along + np.sqrt(np.maximum(reach**2 - across**2, 0.0)), MIN_NET_AXIS * reach)
+    r_area = net[:, None] * ray - others  # R's frontal area that puts the net area on the ray
+    r_dir = sub["dir"][:, R]
+    z = r_dir[:, 2] / np.linalg.norm(r_dir[:, :2], axis=1)  # its anterior part is kept
+    bumps["dir"][rows, R] = _frontal(np.degrees(np.arctan2(r_area[:, 1], r_area[:, 0])), z)
+    bumps["amp"][rows, R] *= np.linalg.norm(r_area, axis=1) / reach  # 1 wherever turning sufficed
 
 
-def qrs_axis(bumps) -> np.ndarray:
-    """Frontal QRS axis (degrees) of the rendered QRS: net area in leads I and aVF."""
-    qrs = geo.project(geo.LEAD_VECTORS[[0, 5]], render(bumps, QRS_BUMPS))
-    win = (T_MS[None, :] >= 0) & (T_MS[None, :] <= bumps["qrs_end"][:, None])
-    return geo.frontal_axis((qrs[:, 0] * win).sum(1), (qrs[:, 1] * win).sum(1))
+def _frontal_area(bumps, ks) -> np.ndarray:
+    """Net frontal (x, y) dipole area of bumps ks over the QRS window, i.e. leads I and aVF * 2/sqrt(3): (n, 2)."""
+    mu, sd = (bumps[key][:, ks, None].astype(np.float32) for key in ("mu", "sd"))
+    g = np.exp(-0.5 * np.square((T_MS - mu) / sd))
+    win = ((T_MS >= 0) & (T_MS < bumps["qrs_end"][:, None])).astype(np.float32)
+    area = np.matmul(g, win[:, :, None])[..., 0] * bumps["amp"][:, ks]
+    return (area[..., None] * bumps["dir"][:, ks, :2]).sum(1)
 
 
 def calibrate_voltage(bumps, findings, rng) -> None:
     """Scale QRS bumps so that voltage findings hold exactly when labelled (in place).
 
     Measured on the template projected to 12 leads: Sokolow-Lyon (S in V1 + max R in V5/V6),
-    R in aVL, peak-to-peak in limb and chest leads.
+    R in aVL, peak-to-peak in limb and chest leads. LVH is grown by ``hypertrophy_factor``.
     """
     n = len(findings)
-    qrs = geo.project(geo.LEAD_VECTORS, render(bumps, QRS_BUMPS))
-    L = {name: i for i, name in enumerate(("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"))}
-    sokolow = -qrs[:, L["V1"]].min(1) + np.maximum(qrs[:, L["V5"]].max(1), qrs[:, L["V6"]].max(1))
-    ravl = qrs[:, L["aVL"]].max(1)
+    qrs = _leads(bumps, QRS_BUMPS)
+    sokolow = _sokolow(qrs)
+    ravl = qrs[:, LEAD["aVL"]].max(1)
     p2p = qrs.max(2) - qrs.min(2)
     limb, chest = p2p[:, :6].max(1), p2p[:, 6:].max(1)
 
@@ -342,14 +362,51 @@ def calibrate_voltage(bumps, findings, rng) -> None:
     hi = np.minimum(3.1 / sokolow, 1.0 / np.maximum(ravl, 1e-3))  # clearly no LVH voltage
     factor = np.clip(1.0, lo, np.maximum(lo, hi))
     lvh = _has(findings, "LVH")
-    factor = np.where(lvh, np.maximum(rng.uniform(3.9, 5.2, n) / sokolow, 1.0), factor)
+    factor = np.where(lvh, 1.0, factor)  # grown below, through the left ventricle's forces alone
+    sokolow_target = rng.uniform(3.9, 5.2, n)
     low = _has(findings, "LVOLT")
     factor = np.where(low, np.minimum(rng.uniform(0.28, 0.42, n) / limb, rng.uniform(0.65, 0.85, n) / chest), factor)
     wide = _has(findings, "LBBB") | _has(findings, "PACE")
     factor = np.where(wide & ~low, np.clip(factor, 0.6, 1.3), factor)
     bumps["amp"][:, QRS_BUMPS] *= factor[:, None]
+    if lvh.any():
+        grow = hypertrophy_factor({k: v[lvh] for k, v in bumps.items()}, sokolow_target[lvh])
+        bumps["amp"][np.ix_(lvh, LV_BUMPS)] *= grow[:, None]
     if low.any():  # low-voltage ECGs have small P and T too
         bumps["amp"][np.ix_(low, [P, T1, T2])] *= 0.6
+
+
+def hypertrophy_factor(bumps, target) -> np.ndarray:
+    """Factor on the left ventricle's own forces (LV_BUMPS) that brings Sokolow-Lyon to target mV.
+
+    The rest of the QRS (an infarct's vector, RBBB's right-ventricular R') does not hypertrophy.
+    A factor of target / Sokolow grows without bound where the template has little S in V1 and
+    R in V5/V6, so the target gives way where the tallest lead would pass LVH_PEAK_MV, though
+    never below LVH_SOKOLOW_MIN: the label always holds. f is found by bisection between 1 and
+    a factor that surely reaches the goal.
+    """
+    lv, rest = _leads(bumps, LV_BUMPS), _leads(bumps, [k for k in QRS_BUMPS if k not in LV_BUMPS])
+    ceiling = (LVH_PEAK_MV - np.abs(rest).max((1, 2))) / np.abs(lv).max((1, 2))
+    goal = np.clip(_sokolow(ceiling[:, None, None] * lv + rest), LVH_SOKOLOW_MIN, target)
+    # the rest takes at most its highest V1 and its deepest V5/V6 off f * Sokolow(LV)
+    slack = rest[:, LEAD["V1"]].max(1) - rest[:, [LEAD["V5"], LEAD["V6"]]].min((1, 2))
+    lo = np.ones(len(lv))
+    hi = np.maximum((goal + slack) / np.maximum(_sokolow(lv), 1e-3), lo)
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        reached = _sokolow(mid[:, None, None] * lv + rest) >= goal
+        lo, hi = np.where(reached, lo, mid), np.where(reached, mid, hi)
+    return np.where(_sokolow(lv + rest) >= goal, 1.0, hi)
+
+
+def _leads(bumps, ks) -> np.ndarray:
+    """The 12 leads (n, 12, W) of bumps ks of the template."""
+    return geo.project(geo.LEAD_VECTORS, render(bumps, ks))
+
+
+def _sokolow(leads) -> np.ndarray:
+    """Sokolow-Lyon index (mV): S in V1 plus the taller R of V5 and V6."""
+    return -leads[:, LEAD["V1"]].min(1) + leads[:, [LEAD["V5"], LEAD["V6"]]].max((1, 2))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,6 +463,15 @@ def beat_schedule(findings, prm, rng):
     start = -rng.uniform(0.05, 1.0, (n, 1)) * rr0
     times = start + np.cumsum(iv, axis=1)
     return times, types
+
+
+def mean_rr(times, rr) -> np.ndarray:
+    """The RR interval (s) a reader measures: the mean over the beats inside the 10 s (rr if < 2)."""
+    in_view = (times >= 0) & (times < SECONDS)
+    count = in_view.sum(1)
+    first = np.where(in_view, times, np.inf).min(1)
+    last = np.where(in_view, times, -np.inf).max(1)
+    return np.where(count > 1, (last - first) / np.maximum(count - 1, 1), rr)
 
 
 # ---------------------------------------------------------------------------------------------

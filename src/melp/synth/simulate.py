@@ -35,7 +35,9 @@ class SimBatch:
     subject_ids: np.ndarray  # (n,) int; several ECGs share a subject
     age: np.ndarray
     sex: np.ndarray  # 0 male, 1 female
-    measurements: dict[str, np.ndarray]  # hr (bpm), rr, pr, qrs, qt, qtc (ms), p/qrs/t_axis (deg); NaN = none
+    # hr, atrial_rate (bpm: the ventricles', the sinus node's or F waves'), rr, pr, qrs, qt, qtc (ms),
+    # p/qrs/t_axis (deg); NaN = none
+    measurements: dict[str, np.ndarray]
     noisy: np.ndarray  # (n,) bool: noise other than a trace of amplifier noise was added
     fs: int = gen.FS
     leads: tuple[str, ...] = CANONICAL_LEADS
@@ -113,10 +115,11 @@ def _simulate_chunk(m: int, rng: np.random.Generator, forced, noise: bool, out: 
         findings = forced
 
     prm = gen.ecg_parameters(findings, subj, rng)
-    beat = gen.conducted_bumps(findings, subj, prm, rng)
-    gen.calibrate_axis(beat, findings, prm)
-    gen.calibrate_voltage(beat, findings, rng)
     times, types = gen.beat_schedule(findings, prm, rng)
+    prm["qt"] = prm["qtc"] * np.sqrt(gen.mean_rr(times, prm["rr"]))  # the QTc as read from the rate as read
+    beat = gen.conducted_bumps(findings, subj, prm, rng)
+    gen.calibrate_voltage(beat, findings, rng)  # first: hypertrophy grows only some QRS forces, turning the axis
+    gen.calibrate_axis(beat, findings, prm)
 
     templates = np.zeros((m, 3, 3, gen.W), dtype=np.float32)
     templates[:, 0] = gen.render(beat)
@@ -168,8 +171,7 @@ def _place(templates: np.ndarray, times: np.ndarray, types: np.ndarray, rng) -> 
 
 def _measurements(findings, prm, beat, template, times) -> dict[str, np.ndarray]:
     """Machine-style measurements of each ECG (ground truth of the generator)."""
-    in_view = (times >= 0) & (times < gen.SECONDS)
-    rr = np.array([np.diff(t[v]).mean() if v.sum() > 1 else r for t, v, r in zip(times, in_view, prm["rr"])])
+    rr = gen.mean_rr(times, prm["rr"])
     leads = geo.project(geo.LEAD_VECTORS, template)
     i_lead, avf = CANONICAL_LEADS.index("I"), CANONICAL_LEADS.index("aVF")
 
@@ -180,8 +182,11 @@ def _measurements(findings, prm, beat, template, times) -> dict[str, np.ndarray]
     qrs_end = beat["qrs_end"]
     no_p = findings[:, INDEX["AFIB"]] | findings[:, INDEX["AFLT"]] | findings[:, INDEX["PACE"]]
     pr = np.where(no_p, np.nan, prm["pr"])
+    # the rate the rhythm is named by: the sinus node's (premature beats leave it be) or the F waves'
+    atrial_rate = np.where(findings[:, INDEX["AFLT"]], prm["flutter_rate"], np.where(no_p, np.nan, prm["hr"]))
     return {
         "hr": 60.0 / rr,
+        "atrial_rate": atrial_rate,
         "rr": rr * 1000.0,
         "pr": pr,
         "qrs": qrs_end,
