@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# What a user's input can get wrong (a path, a value, a file's content): one line, no traceback.
+# MELP_DEBUG=1 shows the traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+               PermissionError)
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -60,7 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"melp {name}", description=help_)
     module.add_arguments(parser)
     args = parser.parse_args(rest)
-    code = module.run(args)
+    try:
+        code = module.run(args)
+    except USER_ERRORS as e:
+        if os.environ.get("MELP_DEBUG"):
+            raise
+        print(f"melp {name}: error: {e}", file=sys.stderr)
+        return 2
     return int(code or 0)
 
 
