@@ -74,7 +74,8 @@ def example_ecg(model, cache_dir: Path, path: Path) -> Path:
     generated = model.generate(signal[None], fs=fs)[0]
     reference = str(index["report"].iloc[i]) if "report" in index else ""
     fig = plot_12lead(signal, fs, list(CANONICAL_LEADS),
-                      title=f"record {index['record_id'].iloc[i]} | reference: {reference} | generated: {generated}")
+                      title=f"record {index['record_id'].iloc[i]} | {fs:g} Hz (as the model reads it)\n"
+                            f"reference: {reference}\ngenerated: {generated}")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")  # the wrapped title stays inside the image
     _pyplot().close(fig)
