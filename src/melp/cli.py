@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "retrieve": ("melp.eval.retrieval", "ECG<->report retrieval recall@K"),
     "generate": ("melp.eval.generation", "report generation (beam search), BLEU-4 and ROUGE-L"),
     "bench-all": ("melp.eval.bench_all", "run a table of tasks x protocols"),
-    "classify": ("melp.eval.single", "rank class descriptions for one ECG file"),
+    "classify": ("melp.eval.single", "rank free-text labels for one ECG file by cosine similarity (zero-shot)"),
     "report": ("melp.eval.single_report", "generate a report for one ECG file"),
 }
 
