@@ -130,14 +130,18 @@ def _roc_curves(path: Path, labels, scores, classes, scored, summary, title) -> 
     names = {c: f"{display_name(classes[c])}: {aurocs[c]:.2f}" for c in scored}
     legend_in = 0.055 * max(map(len, names.values()), default=0)  # about 0.055 in per character at 7 pt
     fig, ax = plt.subplots(figsize=(5.6 + legend_in, 5.5), layout="constrained")
-    for c, colour in zip(sorted(scored, key=aurocs.get, reverse=True), class_colours(len(scored))):
+    order = sorted(scored, key=aurocs.get, reverse=True)
+    lines = []
+    for c, colour in zip(order, class_colours(len(scored))):
         fpr, tpr, _ = roc_curve(labels[:, c], scores[:, c])
-        ax.plot(fpr, tpr, lw=1.2, color=colour, label=names[c])
+        lines += ax.plot(fpr, tpr, lw=1.2, color=colour)
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC: {title}",
            xlim=(0, 1), ylim=(0, 1.01))
-    if scored:  # beside the axes, where it covers no curve; best class first
-        fig.legend(fontsize=7, loc="outside right upper", title="class: AUROC", title_fontsize=7, frameon=False)
+    if scored:  # beside the axes, where it covers no curve; best class first. Labels passed explicitly:
+        # matplotlib would drop a class named "_AVB" (a leading underscore hides an artist's label)
+        fig.legend(lines, [names[c] for c in order], fontsize=7, loc="outside right upper", title="class: AUROC",
+                   title_fontsize=7, frameon=False)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
