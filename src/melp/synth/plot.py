@@ -22,7 +22,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("record", help="a record melp.read_record can read (path with or without extension)")
     parser.add_argument("-o", "--out", required=True, help="output image (.png, .pdf, .svg)")
     parser.add_argument("--dpi", type=int, default=100,
-                        help="resolution of a bitmap output in dots per inch (default 100: 1 mm of grid = 4 px)")
+                        help="resolution of a bitmap output in dots per inch (default 100)")
     parser.add_argument("--title", default=None,
                         help="title instead of the record's name, sampling rate and report")
 
