@@ -168,6 +168,13 @@ def test_missing_layout_files_are_named(tmp_path):
 
 
 # ----------------------------------------------------------------------------- real records
+def test_ludb_labels_are_spelt_as_in_the_headers():
+    from melp.data.adapters.ludb import header_spellings
+
+    spelling = header_spellings([["Rhythm: Sinus rhythm", "III degree AV-block"], ["III degree AV-block"]])
+    assert spelling == {"sinus rhythm": "Sinus rhythm", "iii degree av-block": "III degree AV-block"}
+
+
 def test_real_ludb(real_data):
     table, tasks, rejects = get_adapter("ludb").load_table(real_data / "ludb")
     assert len(table) == 200 and rejects == []
@@ -176,6 +183,8 @@ def test_real_ludb(real_data):
     assert "Left ventricular hypertrophy" in first["labels_ludb"]
     counts = table["labels_ludb"].explode().value_counts()
     assert counts["Sinus rhythm"] == 143 and counts["Atrial fibrillation"] == 15  # the README's table
+    assert counts["III degree AV-block"] == 5 and "STEMI: septal" in tasks["ludb"]  # the headers' spelling
+    assert not any(name.startswith(("Iii", "Stemi")) for name in tasks["ludb"])
     assert set(table["split"]) == {"train", "val", "test"}
 
 

@@ -10,13 +10,14 @@ import scipy.io
 import wfdb
 from scipy.signal import resample_poly
 
+import melp
 from melp.cli import main
 from melp.data.adapters import get_adapter
 from melp.synth import export, simulate
 from melp.synth.exporters.cinc import dx_codes
 from melp.synth.exporters.ptbxl import scp_codes
 from melp.synth.findings import table
-from melp.synth.plot import find_report
+from melp.synth.plot import find_report, record_title
 
 N, SEED = 12, 4
 
@@ -114,5 +115,8 @@ def test_synth_and_plot_commands(tmp_path):
     png = tmp_path / "ecg.png"
     assert main(["plot", str(tmp_path / "c" / "g1" / "A0001"), "-o", str(png)]) == 0
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+    record = melp.read_record(tmp_path / "c" / "g1" / "A0001.hea")
+    title = record_title(tmp_path / "c" / "g1" / "A0001.hea", record)
+    assert title.startswith("record A0001 | 500 Hz | 10 s\nDx: ") and "(" in title  # codes with their names
     with pytest.raises(ValueError, match="unknown export format"):
         export("ptb", tmp_path / "x", 2)

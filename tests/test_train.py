@@ -215,6 +215,8 @@ def test_kill_9_then_resume_gives_the_same_weights(micro, tmp_path):
     straight = subprocess.run(melp_cmd("pretrain", "--config", str(config), "--out", str(tmp_path / "a")),
                               env=env, capture_output=True, text=True, timeout=300)
     assert straight.returncode == 0, straight.stderr[-3000:]
+    assert "stage 2: step" in straight.stdout and "done in" in straight.stdout  # progress lines off a terminal
+    assert "Tip:" not in straight.stdout + straight.stderr and "LeafSpec" not in straight.stderr  # no noise
 
     b = tmp_path / "b"
     proc = subprocess.Popen(melp_cmd("pretrain", "--config", str(config), "--out", str(b)), env=env,

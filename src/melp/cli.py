@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("melp.eval.generation", "report generation (beam search), BLEU-4 and ROUGE-L"),
     "bench-all": ("melp.eval.bench_all", "run a table of tasks x protocols"),
     "convert": ("melp.models.official", "convert the authors' pretrained MELP checkpoint into a melp model folder"),
-    "classify": ("melp.eval.single", "rank class descriptions for one ECG file"),
+    "classify": ("melp.eval.single", "rank free-text labels for one ECG file by cosine similarity (zero-shot)"),
     "report": ("melp.eval.single_report", "generate a report for one ECG file"),
 }
 

@@ -19,7 +19,7 @@ def add_model_and_data(parser: argparse.ArgumentParser, dataset: bool = True) ->
     parser.add_argument("--out", required=True, help="folder for results.json, results.md and plots")
     parser.add_argument("--n", type=int, default=400, help="synth only: records to simulate (default 400)")
     parser.add_argument("--seed", type=int, default=0, help="synth only: simulation seed (default 0)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="ECGs per batch (default 64)")
     parser.add_argument("--allow-missing-leads", action="store_true",
                         help="dataset folders: zero-fill absent leads instead of rejecting the record")
 

@@ -91,3 +91,18 @@ def descriptions_for(task: str, classes: list[str], override=None) -> tuple[dict
         else:
             missing.append({"class": name, "reason": f"no description for task {task!r} (pass --descriptions)"})
     return found, missing
+
+
+def snomed_name(code: str) -> str | None:
+    """A short name for a SNOMED CT code: its shipped description up to the first comma or ' with '."""
+    value = default_descriptions().get("snomed", {}).get(str(code))
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else value[0]
+    return re.split(r",| with ", text, maxsplit=1)[0].strip()
+
+
+def display_name(name: str) -> str:
+    """A class as tables and plots show it: a SNOMED code gets its name ("atrial fibrillation (164889003)")."""
+    short = snomed_name(name) if str(name).isdigit() else None
+    return f"{short} ({name})" if short else str(name)

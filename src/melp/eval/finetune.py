@@ -112,12 +112,15 @@ def evaluate_finetune(model, data, task: str, fraction: float = 1.0, seeds=1, *,
 
 def add_arguments(parser) -> None:
     add_model_and_data(parser)
-    parser.add_argument("--fraction", type=float, default=1.0, choices=[0.01, 0.1, 1.0])
+    parser.add_argument("--fraction", type=float, default=1.0, choices=[0.01, 0.1, 1.0],
+                        help="share of the train split used for training (default 1.0)")
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0..K-1)")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=10, help="most training epochs (default 10)")
+    parser.add_argument("--patience", type=int, default=3,
+                        help="epochs without a better validation score before stopping (default 3)")
     parser.add_argument("--lr", type=float, default=1e-4, help="encoder learning rate (head: 10x)")
-    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--bootstrap", type=int, default=1000,
+                        help="bootstrap resamples for the 95%% CI (default 1000)")
 
 
 def run(args) -> int:

@@ -60,10 +60,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="model folder")
     parser.add_argument("--root", required=True, help="a cache built by `melp prepare` (ECGs with reports)")
     parser.add_argument("--out", required=True, help="folder for results.json / results.md / predictions.csv")
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--split", default="test", help="train/val/test/all (default test)")
     parser.add_argument("--beams", type=int, default=3, help="beam width (1: greedy)")
     parser.add_argument("--max-records", type=int, default=None, help="sample this many records (seeded)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --max-records sample (default 0)")
     parser.add_argument("--max-len", type=int, default=None, help="longest report in tokens (default: the model's)")
 
 

@@ -13,6 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from melp.eval.descriptions import display_name
+
+ROC_MAX_CLASSES = 20
+
 
 def _jsonable(x):
     if isinstance(x, dict):
@@ -57,7 +61,7 @@ def summary_markdown(title: str, summary: dict) -> str:
             f"Records: {summary['n']}; macro AUROC over {summary['n_scored_classes']} scored classes: "
             f"**{fmt(summary['macro_auroc'])}** (95% CI {fmt(lo)}-{fmt(hi)}); "
             f"macro max-F1 {fmt(summary['macro_max_f1'])}.\n"]
-    rows = [[c, v["n_pos"], fmt(v["auroc"]), fmt(v["max_f1"])] for c, v in summary["per_class"].items()]
+    rows = [[display_name(c), v["n_pos"], fmt(v["auroc"]), fmt(v["max_f1"])] for c, v in summary["per_class"].items()]
     text.append(markdown_table(["class", "positives", "AUROC", "max-F1"], rows))
     if summary["skipped"]:
         text.append("Skipped (AUROC undefined): "
@@ -67,14 +71,13 @@ def summary_markdown(title: str, summary: dict) -> str:
 
 def write_scores(path: str | Path, record_ids, classes: list[str], labels: np.ndarray,
                  scores: np.ndarray) -> Path:
-    table = pd.DataFrame({"record_id": list(map(str, record_ids))})
-    for c, name in enumerate(classes):
-        table[f"label:{name}"] = np.asarray(labels)[:, c].astype(int)
-    for c, name in enumerate(classes):
-        table[f"score:{name}"] = np.asarray(scores)[:, c]
+    labels, scores = np.asarray(labels), np.asarray(scores)
+    columns = {"record_id": list(map(str, record_ids))}
+    columns |= {f"label:{name}": labels[:, c].astype(int) for c, name in enumerate(classes)}
+    columns |= {f"score:{name}": scores[:, c] for c, name in enumerate(classes)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, index=False)
+    pd.DataFrame(columns).to_csv(path, index=False)  # built at once: column inserts fragment a wide frame
     return path
 
 
@@ -87,53 +90,90 @@ def read_scores(path: str | Path) -> tuple[list[str], list[str], np.ndarray, np.
     return table["record_id"].tolist(), classes, labels, scores
 
 
-def plot_classification(out_dir: str | Path, labels: np.ndarray, scores: np.ndarray, classes: list[str],
-                        summary: dict, title: str, prefix: str = "") -> list[Path]:
-    """ROC curves (scored classes) and a per-class AUROC bar chart; returns the files written."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_curve
 
+    return plt
+
+
+def class_colours(n: int) -> list:
+    """n <= 20 distinct colours: tab10's, then tab20's dark shades before its light ones."""
+    import matplotlib
+
+    if n <= 10:
+        return [matplotlib.colormaps["tab10"](i) for i in range(n)]
+    return [matplotlib.colormaps["tab20"](i) for i in (*range(0, 20, 2), *range(1, 20, 2))][:n]
+
+
+def plot_classification(out_dir: str | Path, labels: np.ndarray, scores: np.ndarray, classes: list[str],
+                        summary: dict, title: str, prefix: str = "") -> list[Path]:
+    """Per-class AUROC bars and, for up to ROC_MAX_CLASSES scored classes, ROC curves (beyond that a
+    ROC plot is a tangle of curves); returns the files written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     scored = [c for c, name in enumerate(classes) if summary["per_class"][name]["auroc"] is not None]
+    written = []
+    if len(scored) <= ROC_MAX_CLASSES:
+        written.append(_roc_curves(out_dir / f"{prefix}roc.png", labels, scores, classes, scored, summary, title))
+    written.append(_auroc_bars(out_dir / f"{prefix}auroc_bars.png", [classes[c] for c in scored], summary, title))
+    return written
 
-    fig, ax = plt.subplots(figsize=(6, 6))
-    for c in scored:
+
+def _roc_curves(path: Path, labels, scores, classes, scored, summary, title) -> Path:
+    from sklearn.metrics import roc_curve
+
+    plt = _pyplot()
+    aurocs = {c: summary["per_class"][classes[c]]["auroc"] for c in scored}
+    names = {c: f"{display_name(classes[c])}: {aurocs[c]:.2f}" for c in scored}
+    legend_in = 0.055 * max(map(len, names.values()), default=0)  # about 0.055 in per character at 7 pt
+    fig, ax = plt.subplots(figsize=(5.6 + legend_in, 5.5), layout="constrained")
+    order = sorted(scored, key=aurocs.get, reverse=True)
+    lines = []
+    for c, colour in zip(order, class_colours(len(scored))):
         fpr, tpr, _ = roc_curve(labels[:, c], scores[:, c])
-        ax.plot(fpr, tpr, lw=1, label=f"{classes[c]} ({summary['per_class'][classes[c]]['auroc']:.2f})")
+        lines += ax.plot(fpr, tpr, lw=1.2, color=colour)
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC: {title}")
-    if scored:
-        ax.legend(fontsize=6, loc="lower right", ncol=1 + len(scored) // 20)
-    roc_path = out_dir / f"{prefix}roc.png"
-    fig.tight_layout()
-    fig.savefig(roc_path, dpi=110)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC: {title}",
+           xlim=(0, 1), ylim=(0, 1.01))
+    if scored:  # beside the axes, where it covers no curve; best class first. Labels passed explicitly:
+        # matplotlib would drop a class named "_AVB" (a leading underscore hides an artist's label)
+        fig.legend(lines, [names[c] for c in order], fontsize=7, loc="outside right upper", title="class: AUROC",
+                   title_fontsize=7, frameon=False)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
+    return path
 
-    names = [classes[c] for c in scored]
-    values = [summary["per_class"][n]["auroc"] for n in names]
-    fig, ax = plt.subplots(figsize=(max(4, 0.35 * len(names) + 1.5), 4))
-    ax.bar(range(len(names)), values, color="tab:blue")
-    ax.axhline(0.5, color="k", ls="--", lw=0.8)
-    ax.set_xticks(range(len(names)), names, rotation=70, ha="right", fontsize=7)
-    ax.set(ylim=(0, 1), ylabel="AUROC", title=f"per-class AUROC: {title}")
-    bars_path = out_dir / f"{prefix}auroc_bars.png"
-    fig.tight_layout()
-    fig.savefig(bars_path, dpi=110)
+
+def _auroc_bars(path: Path, names: list[str], summary: dict, title: str) -> Path:
+    """Horizontal bars, best class on top, each labelled with its name and number of positives."""
+    plt = _pyplot()
+    per_class = summary["per_class"]
+    names = sorted(names, key=lambda n: per_class[n]["auroc"], reverse=True)
+    values = [per_class[n]["auroc"] for n in names]
+    ticks = [f"{display_name(n)} (n={per_class[n]['n_pos']})" for n in names]
+    fig, ax = plt.subplots(figsize=(9, 1.4 + 0.22 * max(len(names), 3)), layout="constrained")
+    y = np.arange(len(names))
+    ax.barh(y, values, color="tab:blue", height=0.7)
+    for yi, v in zip(y, values):
+        ax.text(v + 0.01, yi, f"{v:.2f}", va="center", fontsize=7, bbox=dict(fc="white", ec="none", pad=0.5))
+    ax.axvline(0.5, color="k", ls="--", lw=0.8, label="chance")
+    if summary.get("macro_auroc") is not None:
+        ax.axvline(summary["macro_auroc"], color="tab:red", lw=1, label=f"macro {summary['macro_auroc']:.2f}")
+    ax.set_yticks(y, ticks, fontsize=8)
+    ax.set(xlim=(0, 1.08), xticks=np.linspace(0, 1, 6), ylim=(max(len(names), 1) - 0.5, -0.5), xlabel="AUROC",
+           title=f"per-class AUROC: {title}")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    return [roc_path, bars_path]
+    return path
 
 
 def plot_bars(path: str | Path, groups: dict[str, dict[str, float]], ylabel: str, title: str) -> Path:
     """Grouped bars: {group: {bar: value}} (e.g. retrieval direction -> R@k)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     names = list(groups)
     bars = list(dict.fromkeys(b for g in groups.values() for b in g))
     width = 0.8 / max(1, len(bars))
@@ -151,11 +191,7 @@ def plot_bars(path: str | Path, groups: dict[str, dict[str, float]], ylabel: str
 
 
 def plot_histogram(path: str | Path, values, xlabel: str, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.hist(np.asarray(values, dtype=float), bins=20, range=(0, 1), color="tab:blue")
     ax.set(xlabel=xlabel, ylabel="records", title=title)

@@ -203,7 +203,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--fraction", type=float, default=1.0, choices=[0.01, 0.1, 1.0],
                         help="share of the train split used for training (default 1.0)")
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0..K-1) to average over")
-    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--epochs", type=int, default=100, help="most training epochs of the probe (default 100)")
     parser.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CI")
 

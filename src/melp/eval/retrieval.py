@@ -83,7 +83,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="folder for results.json / results.md")
     parser.add_argument("--split", default="test", help="train/val/test/all (default test)")
     parser.add_argument("--max-pairs", type=int, default=None, help="sample this many pairs (seeded)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --max-pairs sample (default 0)")
 
 
 def markdown(result: dict) -> str:

@@ -46,7 +46,9 @@ def classify_file(model, path: str, labels: list[str]) -> list[tuple[str, float]
 def add_arguments(parser) -> None:
     parser.add_argument("file", help="an ECG record (WFDB .hea/.dat/.mat, CPSC .mat, SPH .h5, CODE-15 file.hdf5#row)")
     parser.add_argument("--model", required=True, help="model folder")
-    parser.add_argument("--labels", nargs="+", required=True, help="free-text labels to rank")
+    parser.add_argument("--labels", nargs="+", required=True,
+                        help="free-text labels to rank; each is scored by the cosine similarity of its text "
+                             "embedding with the ECG's embedding (-1 to 1, higher = closer)")
 
 
 def run(args) -> int:
@@ -59,7 +61,9 @@ def run(args) -> int:
     print(f"{args.file}: {record.signal.shape[1] / record.fs:.1f} s at {record.fs:g} Hz, "
           f"{len(windows)} window(s) of {seconds:g} s")
     width = max(len(label) for label, _ in ranked)
-    print(f"{'rank':>4}  {'label':<{width}}  score")
+    print(f"{'rank':>4}  {'label':<{width}}  cosine")
     for rank, (label, score) in enumerate(ranked, 1):
         print(f"{rank:>4}  {label:<{width}}  {score:+.4f}")
+    print("cosine: similarity of the ECG and label embeddings (averaged over windows); compare labels by rank, "
+          "the values are not probabilities")
     return 0

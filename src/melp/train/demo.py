@@ -36,7 +36,8 @@ HEADLINE_TASK = "ptbxl-super"  # results.json zeroshot.macro_auroc and probe.* a
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
     parser.add_argument("--quick", action="store_true", help="micro sizes: a smoke test of every step")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the simulated data sets and of both training stages (default 0)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a demo size, e.g. pretrain_records=2000 or stage2.trainer.max_epochs=4")
     parser.add_argument("--real-data", default=None,

@@ -2,7 +2,8 @@
 
 - ``plots/training_curves.png``: the stage-2 loss terms per step and the validation metrics per epoch,
   read back from the run's CSV log;
-- ``plots/roc_<task>.png``: copies of the zero-shot ROC curves the evaluation wrote;
+- ``plots/roc_<task>.png``: copies of the zero-shot ROC curves the evaluation wrote (``auroc_<task>.png``,
+  its per-class AUROC bars, for a task with too many classes for ROC curves, e.g. LUDB);
 - ``plots/example_12lead.png``: one held-out PTB-XL-layout ECG with its reference and generated report.
 """
 from __future__ import annotations
@@ -73,7 +74,8 @@ def example_ecg(model, cache_dir: Path, path: Path) -> Path:
     generated = model.generate(signal[None], fs=fs)[0]
     reference = str(index["report"].iloc[i]) if "report" in index else ""
     fig = plot_12lead(signal, fs, list(CANONICAL_LEADS),
-                      title=f"record {index['record_id'].iloc[i]} | reference: {reference} | generated: {generated}")
+                      title=f"record {index['record_id'].iloc[i]} | {fs:g} Hz (as the model reads it)\n"
+                            f"reference: {reference}\ngenerated: {generated}")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")  # the wrapped title stays inside the image
     _pyplot().close(fig)
@@ -83,10 +85,13 @@ def example_ecg(model, cache_dir: Path, path: Path) -> Path:
 def plots(out: Path, run_dir: Path, model, caches: dict) -> list[Path]:
     out = Path(out)
     written = [training_curves(run_dir, out / "plots" / "training_curves.png")]
-    for roc in sorted((out / "eval").glob("zeroshot-*/roc.png")):
-        target = out / "plots" / f"roc_{roc.parent.name.removeprefix('zeroshot-')}.png"
-        shutil.copyfile(roc, target)
-        written.append(target)
+    for folder in sorted((out / "eval").glob("zeroshot-*")):
+        task = folder.name.removeprefix("zeroshot-")
+        for source, name in (("roc.png", f"roc_{task}.png"), ("auroc_bars.png", f"auroc_{task}.png")):
+            if (folder / source).is_file():  # the ROC curves when there are any, else the bars
+                shutil.copyfile(folder / source, out / "plots" / name)
+                written.append(out / "plots" / name)
+                break
     written.append(example_ecg(model, caches["ptbxl"], out / "plots" / "example_12lead.png"))
     return [p for p in written if p is not None]
 
@@ -116,5 +121,6 @@ def summary_markdown(results: dict) -> str:
              f"Model folder: `{results.get('model_dir')}`", "",
              "| measure | value (%) | target |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    lines += ["", "Plots: plots/training_curves.png, plots/roc_*.png, plots/example_12lead.png"]
+    lines += ["", "Plots: plots/training_curves.png, plots/roc_*.png (auroc_*.png for many classes), "
+                  "plots/example_12lead.png"]
     return "\n".join(lines) + "\n"

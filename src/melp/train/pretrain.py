@@ -84,7 +84,10 @@ def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Pat
 
     from melp.train.datamodule import ECGTextDataModule
     from melp.train.lightning_module import MELPLightning
+    from melp.train.progress import progress_callbacks
+    from melp.train.quiet import quiet_lightning
 
+    quiet_lightning()
     run_dir = Path(cfg["output"]["dir"])
     ckpt_dir = run_dir / "checkpoints"
     seed = int(cfg.get("seed", 0))
@@ -105,7 +108,8 @@ def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Pat
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=ck.get("monitor") if has_val else None,
                            mode=ck.get("mode", "max"), save_top_k=1 if has_val else 0, save_last=True,
                            enable_version_counter=False, auto_insert_metric_name=False)
-    callbacks = [best, LearningRateMonitor(logging_interval="step")]
+    show_bar, progress_lines = progress_callbacks(progress)  # off a terminal: a line every 30 s
+    callbacks = [best, LearningRateMonitor(logging_interval="step"), *progress_lines]
     if ck.get("every_n_train_steps"):
         callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=0, save_last=True,
                                          every_n_train_steps=int(ck["every_n_train_steps"]),
@@ -123,7 +127,7 @@ def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Pat
         deterministic=t.get("deterministic", False),
         num_sanity_val_steps=0,  # the first validation comes at the end of epoch 1
         use_distributed_sampler=False,  # the datamodule builds its own DistributedSampler
-        callbacks=callbacks, enable_progress_bar=progress,
+        callbacks=callbacks, enable_progress_bar=show_bar,
         # one version_N folder per invocation: a resumed run adds its own instead of replacing the log
         logger=[CSVLogger(run_dir / "logs", name="csv", flush_logs_every_n_steps=t.get("log_every_n_steps", 50)),
                 TensorBoardLogger(run_dir / "logs", name="tensorboard")],

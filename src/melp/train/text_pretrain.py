@@ -302,10 +302,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="output model folder")
     parser.add_argument("--steps", type=int, default=None, help="optimisation steps (overrides epochs)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs over the texts (when no --steps)")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="texts per optimisation step (default: the preset's train.batch_size)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="peak learning rate after warm-up (default: the preset's optim.lr)")
     parser.add_argument("--max-length", type=int, default=None, help="tokens per text (truncation)")
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the held-out split, masking and shuffling (default: the preset's seed)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice; 1 can be faster on busy cores)")
