@@ -25,11 +25,12 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from melp.data.leads import CANONICAL_LEADS
+
+if TYPE_CHECKING:  # torch loads only when a conversion runs: `melp convert --help` stays instant
+    from torch import Tensor
 
 # MIMIC-IV-ECG's file order, the order the authors' encoder was pretrained on
 MIMIC_LEADS = ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6")
@@ -119,6 +120,8 @@ def map_key(key: str) -> list[str] | str | None:
 def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], str]:
     """A checkpoint file -> (state dict, format). Lightning ``.ckpt`` (``{"state_dict": ...}``) or a
     bare state dict (``.ckpt``/``.pt``/``.bin``/``.safetensors``). Never unpickles arbitrary objects."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
@@ -138,7 +141,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], str]:
         raise ConversionError(f"{path}: not a readable PyTorch checkpoint ({e})") from e
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         return obj["state_dict"], "lightning"
-    if isinstance(obj, dict) and obj and all(isinstance(v, Tensor) for v in obj.values()):
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return obj, "state_dict"
     raise ConversionError(f"{path}: neither a Lightning checkpoint with a 'state_dict' nor a state dict of tensors")
 
@@ -257,6 +260,8 @@ def convert_official(checkpoint: str | Path, out_dir: str | Path, text_model: st
     ``text_model``: a heart_bert-style folder (BERT config and tokenizer; its weights, if any, are not
     read: the text tower's weights are in the checkpoint). Needed for a full checkpoint; an
     ECG-encoder-only checkpoint converts without it to an ECG-only model."""
+    import torch
+
     from melp.models.melp import MELP
 
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
