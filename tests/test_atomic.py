@@ -108,3 +108,20 @@ def test_atomic_write_keeps_the_old_file_on_error(tmp_path):
     assert dest.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]
     atomic_write(dest, lambda path: path.write_text("new"))
     assert dest.read_text() == "new"
+
+
+def test_a_dead_writers_leftovers_are_tidied_and_an_old_folder_put_back(saved, tmp_path):
+    """What kill -9 leaves: a half-written temporary, and (between the two renames) the old folder aside."""
+    import subprocess
+
+    from melp.atomic import _prefix, _tidy
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs
+    dest = tmp_path / "m"
+    shutil.copytree(saved / "a", tmp_path / f"{_prefix(dest, 'old', dead.pid)}x")
+    (tmp_path / f"{_prefix(dest, 'tmp', dead.pid)}y").mkdir()
+    (tmp_path / f"{_prefix(dest, 'tmp')}z").mkdir()  # a live writer's (this process): left alone
+    _tidy(dest)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m", f"{_prefix(dest, 'tmp')}z"])
+    melp.load(dest)  # the old folder, back in place

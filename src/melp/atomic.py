@@ -4,14 +4,18 @@ reader checks before trusting a folder.
 
 A kill at any point leaves either the old output, the new one, or (between the two renames that
 replace an existing folder) none, plus hidden ``.NAME.tmp-*`` / ``.NAME.old-*`` siblings; never a mix.
+The next write to the same destination from this machine tidies the siblings of dead writers (and
+puts back an old folder that a kill left aside).
 """
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +45,41 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _prefix(dest: Path, kind: str, pid: int | None = None) -> str:
+    """``.NAME.KIND-HOST-PID-``: whose temporary it is, so that only a dead writer's is tidied."""
+    return f"{_host_prefix(dest, kind)}{os.getpid() if pid is None else pid}-"
+
+
+def _host_prefix(dest: Path, kind: str) -> str:
+    return f".{dest.name}.{kind}-{socket.gethostname()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _tidy(dest: Path) -> None:
+    """Remove the temporaries of this machine's dead writers to ``dest``; restore an old folder set aside."""
+    for kind in ("tmp", "old"):
+        head = _host_prefix(dest, kind)
+        for path in dest.parent.glob(f"{glob.escape(head)}*"):
+            pid = path.name[len(head):].split("-", 1)[0]
+            if not pid.isdigit() or _alive(int(pid)):
+                continue
+            if kind == "old" and not dest.exists():
+                os.replace(path, dest)
+            elif path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_folder(dest: str | Path, manifest: bool = True) -> Iterator[Path]:
     """Yield an empty temporary sibling of ``dest`` to fill; on success write its manifest (last) and
@@ -48,7 +87,8 @@ def atomic_folder(dest: str | Path, manifest: bool = True) -> Iterator[Path]:
     temporary folder is removed and ``dest`` is untouched."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    _tidy(dest)
+    tmp = Path(tempfile.mkdtemp(prefix=_prefix(dest, "tmp"), dir=dest.parent))
     try:
         yield tmp
         umask = _umask()
@@ -58,7 +98,7 @@ def atomic_folder(dest: str | Path, manifest: bool = True) -> Iterator[Path]:
             write_manifest(tmp)
         old = None
         if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+            old = Path(tempfile.mkdtemp(prefix=_prefix(dest, "old"), dir=dest.parent))
             os.replace(dest, old)
         os.replace(tmp, dest)
         _fsync_dir(dest.parent)
@@ -72,7 +112,8 @@ def atomic_folder(dest: str | Path, manifest: bool = True) -> Iterator[Path]:
 def atomic_write(dest: str | Path, write) -> None:
     """Call ``write(tmp_path)`` on a temporary sibling of ``dest``, then rename it to ``dest``."""
     dest = Path(dest)
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
+    _tidy(dest)
+    fd, name = tempfile.mkstemp(prefix=_prefix(dest, "tmp"), dir=dest.parent)
     os.close(fd)
     tmp = Path(name)
     try:
