@@ -102,9 +102,51 @@ def test_verify_finds_damage(tmp_path, capsys):
     np.save(shard, arr[:1])  # a shard that lost a row
     assert melp_main(["prepare", "--verify", str(out)]) == 1
     err = capsys.readouterr().err
-    assert "shard_00001.npy" in err and "index expects (2, 12, 5000)" in err
+    assert "shard_00001.npy: content does not match its checksum" in err
+    meta = json.loads((out / "meta.json").read_text())
+    del meta["checksums"]  # a cache built before checksums: the structure check still finds it
+    (out / "meta.json").write_text(json.dumps(meta))
+    problems = verify_cache(out)
+    assert any("lists no checksums" in p for p in problems)
+    assert any("shard_00001.npy" in p and "index expects (2, 12, 5000)" in p for p in problems)
     (out / "meta.json").unlink()
     assert any("meta.json: missing" in p for p in verify_cache(out))
+
+
+def _flip(path, at=-100):
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_verify_names_each_flipped_shard_and_table(tmp_path, capsys):
+    root = _mimic(tmp_path, 6)
+    out = tmp_path / "cache"
+    build_cache(get_adapter("mimic-iv-ecg"), root, out, shard_size=2, progress=False)
+    _flip(out / "shards" / "shard_00000.npy")
+    _flip(out / "shards" / "shard_00002.npy")
+    _flip(out / "index.parquet", at=len((out / "index.parquet").read_bytes()) // 2)
+    assert melp_main(["prepare", "--verify", str(out)]) == 1
+    err = capsys.readouterr().err
+    for name in ("shards/shard_00000.npy", "shards/shard_00002.npy", "index.parquet"):
+        assert f"{out / name}: content does not match its checksum" in err
+    assert "shard_00001" not in err
+    assert melp_main(["prepare", "--verify", str(out), "--quick"]) == 1  # 3 shards: all are sampled
+    with pytest.raises(ValueError, match="index.parquet: content does not match"):
+        ECGCache(out)
+
+
+def test_quick_verify_checks_the_tables_and_samples_shards(tmp_path, monkeypatch):
+    from melp.data import cache as cache_module
+
+    root = _mimic(tmp_path, 6)
+    out = tmp_path / "cache"
+    build_cache(get_adapter("mimic-iv-ecg"), root, out, shard_size=2, progress=False)
+    monkeypatch.setattr(cache_module, "QUICK_SHARDS", 1)
+    _flip(out / "rejects.csv", at=0)
+    found = verify_cache(out, quick=True)
+    assert any("rejects.csv: content does not match" in p for p in found)
+    assert sum("shards/" in p for p in found) == 0
 
 
 def test_other_settings_refuse_to_resume(tmp_path):

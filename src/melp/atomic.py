@@ -122,6 +122,7 @@ def atomic_write(dest: str | Path, write) -> None:
             os.fsync(f.fileno())
         tmp.chmod(0o666 & ~_umask())
         os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -5,11 +5,12 @@ Layout of a cache folder::
     plan.json            what is being built (dataset, preprocessing, shard size, table digest)
     table.parquet        the adapter's table, as planned
     shards/shard_00000.npy   (windows, 12, n) int16 (1 unit = ``scale`` mV) or float16 mV
-    shards/shard_00000.json  which table rows/windows the shard holds, and the shard's rejects
+    shards/shard_00000.json  which table rows/windows the shard holds, its rejects and its sha256
     manifest.json        shards completed so far (a restart skips them)
     index.parquet        the table, one row per stored window, + window, shard, offset, clipped,
                          missing_leads (zero-filled leads, with --allow-missing-leads)
-    meta.json            dataset, tasks and class lists, storage dtype/scale, counts (written last)
+    meta.json            dataset, tasks and class lists, storage dtype/scale, counts, and the sha256
+                         of every shard and table (written last; ``verify_cache`` checks them)
     preprocess.json      the PreprocessConfig (mV windows are stored; normalisation is at load time)
     rejects.csv          record, reason for every record that could not be used
     splits.csv           record_id, subject_id, split -- where the split was made by us
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import time
 from collections import Counter
 from multiprocessing import get_context
@@ -32,9 +34,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from melp.atomic import atomic_write, sha256
 from melp.data.preprocess import PreprocessConfig, prepare_signal
 
 DTYPES = ("int16", "float16")
+TABLES = ("index.parquet", "table.parquet", "rejects.csv", "splits.csv", "preprocess.json")
+QUICK_SHARDS = 4  # shards whose content `--verify --quick` checks, drawn at random
 INT16_SCALE_MV = 0.001  # int16 storage: 1 unit = 1 uV, so +-32.767 mV fit
 DEFAULT_SHARD_SIZE = 256  # records per shard: ~30 MB of int16 at 12 x 5000
 # Test hook only: seconds each shard sleeps before it is written, so a test can kill mid-run.
@@ -42,24 +47,14 @@ _SLOW_ENV = "MELP_PREPARE_SLOW_SHARD_S"
 
 
 # ----------------------------------------------------------------------------- atomic files
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(fileobj)`` on a temporary file, fsync it, rename it to ``path``."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    """Call ``write(fileobj)`` on a temporary sibling of ``path`` (a name of its own, so two writers
+    never share it), fsync it, rename it to ``path``."""
+    def to_file(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            write(f)
+
+    atomic_write(path, to_file)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -121,7 +116,7 @@ def build_shard(task: dict) -> dict:
     name = _shard_name(task["shard"])
     atomic_write_bytes(shard_dir / f"{name}.npy", lambda f: np.save(f, data))
     summary = {"shard": task["shard"], "rows": rows, "rejects": rejects, "missing_leads": missing,
-               "records": len(task["records"])}
+               "records": len(task["records"]), "sha256": sha256(shard_dir / f"{name}.npy")}
     _write_json(shard_dir / f"{name}.json", summary)
     return summary
 
@@ -243,9 +238,11 @@ def build_cache(
 
 def _finalise(out, adapter, table, tasks, table_rejects, cfg, dtype, chunks) -> dict:
     """Assemble index, rejects and splits from the shard summaries; write meta.json last."""
-    parts, rejects = [], [(r, reason) for r, reason in table_rejects]
+    parts, rejects, checksums = [], [(r, reason) for r, reason in table_rejects], {}
     for s, _ in chunks:
         summary = json.loads((out / "shards" / f"{_shard_name(s)}.json").read_text())
+        shard = f"shards/{_shard_name(s)}.npy"
+        checksums[shard] = summary.get("sha256") or sha256(out / shard)  # a shard of an older build
         rows = np.asarray(summary["rows"], dtype=np.int64).reshape(-1, 3)
         part = table.iloc[rows[:, 0]].reset_index(drop=True)
         part["window"] = rows[:, 1]
@@ -264,6 +261,9 @@ def _finalise(out, adapter, table, tasks, table_rejects, cfg, dtype, chunks) -> 
         splits = table[["record_id", "subject_id", "split"]]
         atomic_write_text(out / "splits.csv", splits.to_csv(index=False))
     atomic_write_text(out / "preprocess.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+    for name in TABLES:
+        if (out / name).is_file():
+            checksums[name] = sha256(out / name)
     written = int(index["record_id"].nunique()) if len(index) else 0
     counts = {
         "records_in_table": len(table),
@@ -283,6 +283,7 @@ def _finalise(out, adapter, table, tasks, table_rejects, cfg, dtype, chunks) -> 
         "n_samples": cfg.n_samples,
         "shards": len(chunks),
         "counts": counts,
+        "checksums": checksums,  # sha256 of every shard and table: `melp prepare --verify` checks them
     }
     _write_json(out / "meta.json", meta)
     return counts
@@ -300,6 +301,9 @@ class ECGCache:
                 self.path / "plan.json").exists() else ""
             raise FileNotFoundError(f"{self.path}: not a finished melp cache, no meta.json{hint}")
         self.meta = json.loads(meta_path.read_text())
+        problem = checksum_problem(self.path, self.meta, "index.parquet")
+        if problem:
+            raise ValueError(f"{problem}; run `melp prepare --verify {self.path}`")
         self.index = pd.read_parquet(self.path / "index.parquet")
         for task in self.meta["tasks"]:  # Parquet gives numpy arrays back; the contract says lists
             col = f"labels_{task}"
@@ -361,8 +365,31 @@ class ECGCache:
         return y
 
 
-def verify_cache(path: str | Path, chunk: int = 256) -> list[str]:
-    """Problems found in a cache (empty list: it is sound). Reads every shard in chunks."""
+def checksum_problem(path: Path, meta: dict, name: str) -> str | None:
+    """Why ``path / name`` does not match its checksum in meta.json (None when it does)."""
+    expected = meta.get("checksums", {}).get(name)
+    if expected is None:  # a cache built before checksums, or a table this dataset has not
+        return None
+    if not (path / name).is_file():
+        return f"{path / name}: missing"
+    if sha256(path / name) != expected:
+        return f"{path / name}: content does not match its checksum in meta.json (damaged or altered)"
+    return None
+
+
+def _checksum_problems(path: Path, meta: dict, quick: bool) -> list[str]:
+    """Every table's checksum and every shard's (``quick``: a random sample of ``QUICK_SHARDS``)."""
+    names = list(meta["checksums"])
+    shards = [n for n in names if n.startswith("shards/")]
+    if quick:
+        keep = set(random.sample(shards, min(QUICK_SHARDS, len(shards))))
+        names = [n for n in names if n in keep or not n.startswith("shards/")]
+    return [p for p in (checksum_problem(path, meta, n) for n in names) if p]
+
+
+def verify_cache(path: str | Path, chunk: int = 256, quick: bool = False) -> list[str]:
+    """Problems found in a cache (empty list: it is sound): each damaged file by its checksum, then the
+    structure. Reads every shard (``quick``: every table, and a random sample of shards)."""
     path = Path(path)
     problems: list[str] = []
     for name in ("meta.json", "index.parquet", "preprocess.json", "rejects.csv"):
@@ -370,6 +397,22 @@ def verify_cache(path: str | Path, chunk: int = 256) -> list[str]:
             problems.append(f"{path / name}: missing")
     if problems:
         return problems
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except ValueError as e:
+        return [f"{path / 'meta.json'}: unreadable ({e})"]
+    if "checksums" in meta:
+        damaged = _checksum_problems(path, meta, quick)
+        if damaged:  # each damaged file is named; the structure of damaged files says no more
+            return damaged
+        return _structure_problems(path, chunk)
+    return [f"{path / 'meta.json'}: lists no checksums (a cache built by an older melp): its content "
+            "cannot be verified; rebuild it with --overwrite"] + _structure_problems(path, chunk)
+
+
+def _structure_problems(path: Path, chunk: int) -> list[str]:
+    """Index columns, labels, splits and slots against meta.json; shard shapes; float shards finite."""
+    problems: list[str] = []
     try:
         cache = ECGCache(path)
     except Exception as e:

@@ -1,7 +1,8 @@
 """`melp prepare`: read a dataset once into the sharded memmap cache, or `--verify` a cache.
 
     melp prepare ludb --root /data/ludb --out cache/ludb --workers 4
-    melp prepare --verify cache/ludb
+    melp prepare --verify cache/ludb            # every shard and table against meta.json's checksums
+    melp prepare --verify cache/ludb --quick    # the tables and a random sample of shards
 
 Re-running the same command after an interruption resumes: finished shards are kept.
 """
@@ -18,7 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", nargs="?", choices=list(ADAPTERS), help="dataset layout to read")
     parser.add_argument("--root", help="the dataset's own top folder, as distributed")
     parser.add_argument("--out", help="cache folder to write (resumed if it holds an unfinished build)")
-    parser.add_argument("--verify", metavar="CACHE", help="check an existing cache instead of building one")
+    parser.add_argument("--verify", metavar="CACHE", help="check an existing cache instead of building one: "
+                        "every file's checksum, then its structure")
+    parser.add_argument("--quick", action="store_true",
+                        help="with --verify: check every table but only a random sample of shards")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--shard-size", type=int, default=None, help="records per shard (default 256)")
     parser.add_argument("--dtype", choices=["int16", "float16"], default="int16",
@@ -41,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from melp.data.cache import DEFAULT_SHARD_SIZE, build_cache, verify_cache
 
     if args.verify:
-        problems = verify_cache(args.verify)
+        problems = verify_cache(args.verify, quick=args.quick)
         if problems:
             print(f"cache {args.verify}: {len(problems)} problem(s)", file=sys.stderr)
             for p in problems:
