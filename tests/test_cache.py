@@ -276,3 +276,27 @@ def test_missing_leads_rejected_or_zero_filled(tmp_path):
     assert list(cache.index["missing_leads"]) == ["V2", ""]
     x = cache.signal(0)
     assert np.all(x[7] == 0) and np.allclose(x[6], known_signal(1)[6], atol=6e-4)
+
+
+@pytest.mark.parametrize("policy", ["reject", "flag"])
+def test_quality_gate_rejects_or_flags_damaged_real_records(real_data, tmp_path, policy):
+    from damage import DAMAGE, damaged_copy, intact_copy
+
+    src = tmp_path / "src"
+    records = [intact_copy(real_data / "ludb" / "data" / "1.hea", src)]
+    records += [damaged_copy(real_data / "ludb" / "data" / "1.hea", src, kind) for kind in DAMAGE]
+    for hea in records:  # a CinC-style diagnosis line, so that the cinc adapter lists them
+        hea.write_text(hea.read_text() + "# Dx: 426783006\n")
+    counts = build_cache(get_adapter("cinc"), src, tmp_path / "c", quality=policy, progress=False)
+    index = ECGCache(tmp_path / "c").index
+    quality = dict(zip(index["record_id"], index["quality"]))
+    rejects = pd.read_csv(tmp_path / "c" / "rejects.csv")
+    assert quality["1"] == "ok"
+    if policy == "reject":
+        assert set(quality) == {"1"}
+        gate = rejects[rejects["reason"].str.contains("signal-quality gate")]
+        assert set(gate["record"]) == set(DAMAGE)
+    else:
+        assert {k: v.split(":")[0] for k, v in quality.items()} == {"1": "ok", **{kind: "fail" for kind in DAMAGE}}
+        assert counts["quality_flagged"] == len(DAMAGE)
+    assert verify_cache(tmp_path / "c") == []

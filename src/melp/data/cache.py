@@ -8,7 +8,8 @@ Layout of a cache folder::
     shards/shard_00000.json  which table rows/windows the shard holds, its rejects and its sha256
     manifest.json        shards completed so far (a restart skips them)
     index.parquet        the table, one row per stored window, + window, shard, offset, clipped,
-                         missing_leads (zero-filled leads, with --allow-missing-leads)
+                         missing_leads (zero-filled leads, with --allow-missing-leads), quality
+                         (the signal-quality gate's verdict: ok, warn: FLAGS, fail: FLAGS, unchecked)
     meta.json            dataset, tasks and class lists, storage dtype/scale, counts, and the sha256
                          of every shard and table (written last; ``verify_cache`` checks them)
     preprocess.json      the PreprocessConfig (mV windows are stored; normalisation is at load time)
@@ -89,11 +90,19 @@ def build_shard(task: dict) -> dict:
     """
     from melp.data.readers import read_record  # imported in the worker, after the fork
 
+    from melp.data.quality import assess
+
     cfg = PreprocessConfig.from_dict(task["preprocess"])
-    arrays, rows, rejects, missing = [], [], [], {}
+    policy = task.get("quality", "off")
+    arrays, rows, rejects, missing, quality = [], [], [], {}, {}
     for pos, record_id, path in task["records"]:
         try:
             record = read_record(path, allow_missing_leads=task["allow_missing_leads"])
+            if policy != "off":
+                verdict = assess(record)
+                if policy == "reject" and not verdict.passed:
+                    raise ValueError(f"{path}: fails the signal-quality gate: {verdict.failures()}")
+                quality[str(pos)] = verdict.label()
             windows = prepare_signal(record.signal, record.fs, cfg)
             if windows.shape[1] != 12:
                 raise ValueError(f"{path}: expected 12 leads, got {windows.shape[1]}")
@@ -116,7 +125,7 @@ def build_shard(task: dict) -> dict:
     name = _shard_name(task["shard"])
     atomic_write_bytes(shard_dir / f"{name}.npy", lambda f: np.save(f, data))
     summary = {"shard": task["shard"], "rows": rows, "rejects": rejects, "missing_leads": missing,
-               "records": len(task["records"]), "sha256": sha256(shard_dir / f"{name}.npy")}
+               "quality": quality, "records": len(task["records"]), "sha256": sha256(shard_dir / f"{name}.npy")}
     _write_json(shard_dir / f"{name}.json", summary)
     return summary
 
@@ -158,12 +167,19 @@ def build_cache(
     overwrite: bool = False,
     progress: bool = True,
     allow_missing_leads: bool = False,
+    quality: str = "flag",
 ) -> dict:
     """Build (or resume building) the cache of one dataset; returns the counts of meta.json.
 
     ``allow_missing_leads`` keeps records that lack some of the 12 leads, zero-filled (the
-    reader's option); by default they are rejected.
+    reader's option); by default they are rejected. ``quality`` (melp.data.quality): ``reject``
+    records failing the signal-quality gate, ``flag`` them in the index's ``quality`` column, or
+    ``off`` (no check; the column says ``unchecked``).
     """
+    from melp.data.quality import POLICIES
+
+    if quality not in POLICIES:
+        raise ValueError(f"quality must be one of {POLICIES}, got {quality!r}")
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     if shard_size < 1:
@@ -177,6 +193,7 @@ def build_cache(
         "shard_size": shard_size,
         "dtype": dtype,
         "allow_missing_leads": bool(allow_missing_leads),
+        "quality": quality,
         "records": len(table),
         "table_digest": _table_digest(table),
     }
@@ -214,6 +231,7 @@ def build_cache(
             "preprocess": cfg.to_dict(),
             "dtype": dtype,
             "allow_missing_leads": bool(allow_missing_leads),
+            "quality": quality,
         }
         for s, rows in chunks
         if s not in done
@@ -250,10 +268,11 @@ def _finalise(out, adapter, table, tasks, table_rejects, cfg, dtype, chunks) -> 
         part["offset"] = np.arange(len(rows))
         part["clipped"] = rows[:, 2]
         part["missing_leads"] = [summary["missing_leads"].get(str(pos), "") for pos in rows[:, 0]]
+        part["quality"] = [summary.get("quality", {}).get(str(pos), "unchecked") for pos in rows[:, 0]]
         parts.append(part)
         rejects += [tuple(r) for r in summary["rejects"]]
     index = pd.concat(parts, ignore_index=True) if parts else table.iloc[:0].assign(
-        window=0, shard=0, offset=0, clipped=0, missing_leads="")
+        window=0, shard=0, offset=0, clipped=0, missing_leads="", quality="")
     atomic_write_bytes(out / "index.parquet", lambda f: index.to_parquet(f, index=False))
     rejects_df = pd.DataFrame(rejects, columns=["record", "reason"])
     atomic_write_text(out / "rejects.csv", rejects_df.to_csv(index=False))
@@ -272,6 +291,7 @@ def _finalise(out, adapter, table, tasks, table_rejects, cfg, dtype, chunks) -> 
         "rejected": len(rejects_df),
         "rejected_by_reason": dict(Counter(reason_group(r) for r in rejects_df["reason"]).most_common()),
         "clipped_windows": int((index["clipped"] > 0).sum()) if len(index) else 0,
+        "quality_flagged": int(index.loc[index["quality"].str.startswith(("warn", "fail")), "record_id"].nunique()),
     }
     meta = {
         "dataset": adapter.name,

@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="normalisation applied at load time (stored data stay in mV)")
     parser.add_argument("--allow-missing-leads", action="store_true",
                         help="keep records lacking some of the 12 leads, zero-filled (default: reject them)")
+    parser.add_argument("--quality", choices=["reject", "flag", "off"], default="flag",
+                        help="signal-quality gate (flat, saturated, implausible, no QRS...): reject failing "
+                             "records, flag them in the index's quality column (default), or off")
     parser.add_argument("--overwrite", action="store_true", help="discard what --out holds and start over")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             get_adapter(args.dataset), args.root, args.out, cfg,
             workers=args.workers, shard_size=args.shard_size or DEFAULT_SHARD_SIZE,
             dtype=args.dtype, overwrite=args.overwrite, progress=not args.quiet,
-            allow_missing_leads=args.allow_missing_leads,
+            allow_missing_leads=args.allow_missing_leads, quality=args.quality,
         )
     except (FileNotFoundError, ValueError, RuntimeError) as e:  # a wrong layout or folder: say what, no traceback
         print(f"melp prepare {args.dataset}: {e}", file=sys.stderr)
@@ -81,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
           f"({counts['windows_written']} windows), {counts['rejected']} rejected")
     for reason, n in counts["rejected_by_reason"].items():
         print(f"  rejected {n:>7}  {reason}")
+    if counts["quality_flagged"]:
+        print(f"  {counts['quality_flagged']} records flagged by the signal-quality gate (index column 'quality')")
     if counts["clipped_windows"]:
         print(f"  {counts['clipped_windows']} windows had samples clipped to the storage range")
     return 0
