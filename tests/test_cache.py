@@ -300,3 +300,15 @@ def test_quality_gate_rejects_or_flags_damaged_real_records(real_data, tmp_path,
         assert {k: v.split(":")[0] for k, v in quality.items()} == {"1": "ok", **{kind: "fail" for kind in DAMAGE}}
         assert counts["quality_flagged"] == len(DAMAGE)
     assert verify_cache(tmp_path / "c") == []
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_lock(tmp_path, capsys):
+    from melp.data.cache import writer_lock
+
+    root = _mimic(tmp_path, 2)
+    out = tmp_path / "cache"
+    with writer_lock(out):  # as a running `melp prepare` holds it
+        code = melp_main(["prepare", "mimic-iv-ecg", "--root", str(root), "--out", str(out), "--quiet"])
+        assert code == 1 and "another `melp prepare` is writing this cache" in capsys.readouterr().err
+    assert melp_main(["prepare", "mimic-iv-ecg", "--root", str(root), "--out", str(out), "--quiet"]) == 0
+    assert verify_cache(out) == []

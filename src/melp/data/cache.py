@@ -22,6 +22,8 @@ the table) at a time, so memory does not grow with the dataset.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -40,6 +42,7 @@ from melp.data.preprocess import PreprocessConfig, prepare_signal
 
 DTYPES = ("int16", "float16")
 TABLES = ("index.parquet", "table.parquet", "rejects.csv", "splits.csv", "preprocess.json")
+LOCK_FILE = ".lock"
 QUICK_SHARDS = 4  # shards whose content `--verify --quick` checks, drawn at random
 INT16_SCALE_MV = 0.001  # int16 storage: 1 unit = 1 uV, so +-32.767 mV fit
 DEFAULT_SHARD_SIZE = 256  # records per shard: ~30 MB of int16 at 12 x 5000
@@ -148,6 +151,20 @@ def _shard_complete(out: Path, shard: int, n_records: int) -> bool:
     return summary.get("records") == n_records and arr.shape[0] == len(summary["rows"])
 
 
+@contextlib.contextmanager
+def writer_lock(out: Path):
+    """Hold ``out/.lock`` for the build: a second writer stops with a clear error instead of racing
+    (the OS drops the lock when the holder dies, even by kill -9)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK_FILE, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"{out}: another `melp prepare` is writing this cache (it holds "
+                               f"{out / LOCK_FILE}); wait for it to finish or use another --out") from None
+        yield
+
+
 def reason_group(reason: str) -> str:
     """The kind of a reject, to count them: file names dropped, and for reader errors
     ("Type: path: problem: details") only the type and the problem's first clause."""
@@ -197,61 +214,62 @@ def build_cache(
         "records": len(table),
         "table_digest": _table_digest(table),
     }
-    plan_path = out / "plan.json"
-    if plan_path.exists() and not overwrite:
-        old = json.loads(plan_path.read_text())
-        if old != json.loads(json.dumps(plan)):
-            raise RuntimeError(
-                f"{out}: holds a cache built with other settings or another table "
-                f"(plan.json differs); use a new --out or --overwrite"
-            )
-    elif out.exists() and any(out.iterdir()) and not overwrite and not plan_path.exists():
-        raise RuntimeError(f"{out}: exists and is not a melp cache; use a new --out or --overwrite")
-    if overwrite and out.exists():
-        for child in ("meta.json", "manifest.json", "index.parquet"):
-            (out / child).unlink(missing_ok=True)
-        for f in (out / "shards").glob("*") if (out / "shards").exists() else []:
-            f.unlink()
-    (out / "shards").mkdir(parents=True, exist_ok=True)
-    (out / "meta.json").unlink(missing_ok=True)  # not finished until meta.json is back
-    _write_json(plan_path, plan)
-    atomic_write_bytes(out / "table.parquet", lambda f: table.to_parquet(f, index=False))
+    with writer_lock(out):  # one writer per cache folder
+        plan_path = out / "plan.json"
+        if plan_path.exists() and not overwrite:
+            old = json.loads(plan_path.read_text())
+            if old != json.loads(json.dumps(plan)):
+                raise RuntimeError(
+                    f"{out}: holds a cache built with other settings or another table "
+                    f"(plan.json differs); use a new --out or --overwrite"
+                )
+        elif any(p.name != LOCK_FILE for p in out.iterdir()) and not overwrite and not plan_path.exists():
+            raise RuntimeError(f"{out}: exists and is not a melp cache; use a new --out or --overwrite")
+        if overwrite and out.exists():
+            for child in ("meta.json", "manifest.json", "index.parquet"):
+                (out / child).unlink(missing_ok=True)
+            for f in (out / "shards").glob("*") if (out / "shards").exists() else []:
+                f.unlink()
+        (out / "shards").mkdir(parents=True, exist_ok=True)
+        (out / "meta.json").unlink(missing_ok=True)  # not finished until meta.json is back
+        _write_json(plan_path, plan)
+        atomic_write_bytes(out / "table.parquet", lambda f: table.to_parquet(f, index=False))
 
-    n_shards = (len(table) + shard_size - 1) // shard_size
-    chunks = [(s, range(s * shard_size, min(len(table), (s + 1) * shard_size))) for s in range(n_shards)]
-    manifest_path = out / "manifest.json"
-    listed = set(json.loads(manifest_path.read_text())["completed"]) if manifest_path.exists() else set()
-    done = {s for s, rows in chunks if s in listed and _shard_complete(out, s, len(rows))}
-    ids, paths = table["record_id"].tolist(), table["path"].tolist()
-    pending = [
-        {
-            "shard": s,
-            "out": str(out),
-            "records": [(i, ids[i], paths[i]) for i in rows],
-            "preprocess": cfg.to_dict(),
-            "dtype": dtype,
-            "allow_missing_leads": bool(allow_missing_leads),
-            "quality": quality,
-        }
-        for s, rows in chunks
-        if s not in done
-    ]
-    # Workers are forked before the progress bar exists (tqdm runs a monitor thread).
-    pool = get_context("fork").Pool(workers) if workers > 1 and len(pending) > 1 else None
-    bar = tqdm(total=len(table), initial=len(table) - sum(len(t["records"]) for t in pending),
-               unit="rec", desc=f"prepare {adapter.name}", disable=not progress)
-    try:
-        results = pool.imap_unordered(build_shard, pending) if pool else map(build_shard, pending)
-        for summary in results:
-            done.add(summary["shard"])
-            _write_json(manifest_path, {"completed": sorted(done)})
-            bar.update(summary["records"])
-    finally:
-        bar.close()
-        if pool:  # every result is in by now, or an error stops the build: nothing left to wait for
-            pool.terminate()
-            pool.join()
-    return _finalise(out, adapter, table, tasks, table_rejects, cfg, dtype, chunks)
+        n_shards = (len(table) + shard_size - 1) // shard_size
+        chunks = [(s, range(s * shard_size, min(len(table), (s + 1) * shard_size))) for s in range(n_shards)]
+        manifest_path = out / "manifest.json"
+        listed = set(json.loads(manifest_path.read_text())["completed"]) if manifest_path.exists() else set()
+        done = {s for s, rows in chunks if s in listed and _shard_complete(out, s, len(rows))}
+        ids, paths = table["record_id"].tolist(), table["path"].tolist()
+        pending = [
+            {
+                "shard": s,
+                "out": str(out),
+                "records": [(i, ids[i], paths[i]) for i in rows],
+                "preprocess": cfg.to_dict(),
+                "dtype": dtype,
+                "allow_missing_leads": bool(allow_missing_leads),
+                "quality": quality,
+            }
+            for s, rows in chunks
+            if s not in done
+        ]
+        # Workers are forked before the progress bar exists (tqdm runs a monitor thread).
+        pool = get_context("fork").Pool(workers) if workers > 1 and len(pending) > 1 else None
+        bar = tqdm(total=len(table), initial=len(table) - sum(len(t["records"]) for t in pending),
+                   unit="rec", desc=f"prepare {adapter.name}", disable=not progress)
+        try:
+            results = pool.imap_unordered(build_shard, pending) if pool else map(build_shard, pending)
+            for summary in results:
+                done.add(summary["shard"])
+                _write_json(manifest_path, {"completed": sorted(done)})
+                bar.update(summary["records"])
+        finally:
+            bar.close()
+            if pool:  # every result is in by now, or an error stops the build: nothing left to wait for
+                pool.terminate()
+                pool.join()
+        return _finalise(out, adapter, table, tasks, table_rejects, cfg, dtype, chunks)
 
 
 def _finalise(out, adapter, table, tasks, table_rejects, cfg, dtype, chunks) -> dict:
