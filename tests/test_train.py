@@ -370,6 +370,28 @@ def test_resume_refuses_a_missing_checkpoint(micro, tmp_path):
         pretrain(cfg, resume="last", progress=False)
 
 
+def test_a_cache_without_validation_pairs_trains_and_checkpoints(micro, tmp_path, capsys):
+    """The tiny recipe on a small cache: no 'val' pairs, so training goes on without validation."""
+    import melp
+    from melp import synth
+    from melp.data.adapters import get_adapter
+    from melp.data.cache import ECGCache, build_cache
+    from melp.data.preprocess import PreprocessConfig
+    from melp.train.pretrain import pretrain
+
+    cfg, _ = micro
+    synth.export("mimic-iv-ecg", tmp_path / "mimic", n=16, seed=4)
+    build_cache(get_adapter("mimic-iv-ecg"), tmp_path / "mimic", tmp_path / "cache", PreprocessConfig(fs=100),
+                progress=False, quality="off")
+    assert "val" not in set(ECGCache(tmp_path / "cache").index["split"])
+    cfg = apply_overrides(cfg, [f"data.cache={tmp_path / 'cache'}", "data.val_split=val", "data.batch_size=4",
+                                "trainer.max_epochs=1", f"output.dir={tmp_path / 'run'}"])
+    run_dir = pretrain(cfg, progress=False)
+    assert "no 'val' pairs: training without validation" in capsys.readouterr().err
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]
+    melp.load(run_dir / "model")
+
+
 def test_two_process_cpu_ddp_run_completes_and_loads(micro, tmp_path):
     import melp
 

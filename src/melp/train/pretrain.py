@@ -104,7 +104,8 @@ def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Pat
                                    val_split=data.get("val_split"), seed=seed)
 
     ck = cfg.get("checkpoint") or {}
-    has_val = bool(data.get("val_split"))
+    datamodule.setup("fit")
+    has_val = datamodule.val_set is not None  # none asked for, or none in the cache
     callbacks = [LastCheckpoint(ckpt_dir, ck.get("every_n_train_steps")), LearningRateMonitor(logging_interval="step")]
     best = None
     if has_val:
