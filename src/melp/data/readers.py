@@ -102,6 +102,8 @@ def read_record(path, *, allow_missing_leads: bool = False, strict: bool = False
     if file_part and row.isdigit() and Path(file_part).suffix.lower() in (".hdf5", ".h5"):
         return read_code15(file_part, int(row), allow_missing_leads=allow_missing_leads, strict=strict)
     p = Path(text)
+    if p.is_dir():
+        raise RecordError(p, "is a folder, not a record: give one record's file (.hea, .mat, .h5, file.hdf5#row)")
     suffix = p.suffix.lower()
     if suffix == ".hdf5":
         raise RecordError(p, "a CODE-15 HDF5 file holds many records: name one as 'file.hdf5#row'")
