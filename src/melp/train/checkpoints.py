@@ -42,10 +42,13 @@ class LastCheckpoint(Callback):
     def __init__(self, dirpath: Path, every_n_steps: int | None = None):
         self.path = Path(dirpath) / LAST
         self.every_n_steps = int(every_n_steps or 0)
+        self._saved_step = -1  # with gradient accumulation several batches end on one step
 
     def on_train_batch_end(self, trainer, *args) -> None:
-        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+        step = trainer.global_step
+        if self.every_n_steps and step % self.every_n_steps == 0 and step != self._saved_step:
             trainer.save_checkpoint(self.path)
+            self._saved_step = step
 
     def on_train_epoch_end(self, trainer, module) -> None:
         trainer.save_checkpoint(self.path)
