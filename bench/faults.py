@@ -120,10 +120,10 @@ def main() -> int:
             code, err = run_melp("classify", str(intact), "--model", str(model), "--labels", *labels)
             rows.append((f"labels: {name}", "classify", outcome(code, err, True)))
         rows += prepare_rows(src, work)
-    width = max(len(r[0]) for r in rows)
-    print(f"{'case':<{width}}  {'command':<16}  outcome")
+    width, cwidth = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
+    print(f"{'case':<{width}}  {'command':<{cwidth}}  outcome")
     for case, command, result in rows:
-        print(f"{case:<{width}}  {command:<16}  {result}")
+        print(f"{case:<{width}}  {command:<{cwidth}}  {result}")
     totals = Counter(r[2] for r in rows)
     print("\n" + ", ".join(f"{totals.get(o, 0)} {o}" for o in OUTCOMES))
     return 0 if all(totals.get(o, 0) == 0 for o in OUTCOMES[2:]) else 1

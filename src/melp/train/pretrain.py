@@ -91,6 +91,7 @@ def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Pat
     run_dir = Path(cfg["output"]["dir"])
     ckpt_dir = run_dir / "checkpoints"
     seed = int(cfg.get("seed", 0))
+    ckpt_path = resume_checkpoint(ckpt_dir, resume) if resume else None  # a bad one fails before any work
     L.seed_everything(seed, workers=True, verbose=False)
 
     model = build_model(cfg)
@@ -136,7 +137,6 @@ def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Pat
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
 
-    ckpt_path = resume_checkpoint(ckpt_dir, resume) if resume else None
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
 
     if trainer.is_global_zero:
