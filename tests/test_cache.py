@@ -102,9 +102,51 @@ def test_verify_finds_damage(tmp_path, capsys):
     np.save(shard, arr[:1])  # a shard that lost a row
     assert melp_main(["prepare", "--verify", str(out)]) == 1
     err = capsys.readouterr().err
-    assert "shard_00001.npy" in err and "index expects (2, 12, 5000)" in err
+    assert "shard_00001.npy: content does not match its checksum" in err
+    meta = json.loads((out / "meta.json").read_text())
+    del meta["checksums"]  # a cache built before checksums: the structure check still finds it
+    (out / "meta.json").write_text(json.dumps(meta))
+    problems = verify_cache(out)
+    assert any("lists no checksums" in p for p in problems)
+    assert any("shard_00001.npy" in p and "index expects (2, 12, 5000)" in p for p in problems)
     (out / "meta.json").unlink()
     assert any("meta.json: missing" in p for p in verify_cache(out))
+
+
+def _flip(path, at=-100):
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_verify_names_each_flipped_shard_and_table(tmp_path, capsys):
+    root = _mimic(tmp_path, 6)
+    out = tmp_path / "cache"
+    build_cache(get_adapter("mimic-iv-ecg"), root, out, shard_size=2, progress=False)
+    _flip(out / "shards" / "shard_00000.npy")
+    _flip(out / "shards" / "shard_00002.npy")
+    _flip(out / "index.parquet", at=len((out / "index.parquet").read_bytes()) // 2)
+    assert melp_main(["prepare", "--verify", str(out)]) == 1
+    err = capsys.readouterr().err
+    for name in ("shards/shard_00000.npy", "shards/shard_00002.npy", "index.parquet"):
+        assert f"{out / name}: content does not match its checksum" in err
+    assert "shard_00001" not in err
+    assert melp_main(["prepare", "--verify", str(out), "--quick"]) == 1  # 3 shards: all are sampled
+    with pytest.raises(ValueError, match="index.parquet: content does not match"):
+        ECGCache(out)
+
+
+def test_quick_verify_checks_the_tables_and_samples_shards(tmp_path, monkeypatch):
+    from melp.data import cache as cache_module
+
+    root = _mimic(tmp_path, 6)
+    out = tmp_path / "cache"
+    build_cache(get_adapter("mimic-iv-ecg"), root, out, shard_size=2, progress=False)
+    monkeypatch.setattr(cache_module, "QUICK_SHARDS", 1)
+    _flip(out / "rejects.csv", at=0)
+    found = verify_cache(out, quick=True)
+    assert any("rejects.csv: content does not match" in p for p in found)
+    assert sum("shards/" in p for p in found) == 0
 
 
 def test_other_settings_refuse_to_resume(tmp_path):
@@ -234,3 +276,39 @@ def test_missing_leads_rejected_or_zero_filled(tmp_path):
     assert list(cache.index["missing_leads"]) == ["V2", ""]
     x = cache.signal(0)
     assert np.all(x[7] == 0) and np.allclose(x[6], known_signal(1)[6], atol=6e-4)
+
+
+@pytest.mark.parametrize("policy", ["reject", "flag"])
+def test_quality_gate_rejects_or_flags_damaged_real_records(real_data, tmp_path, policy):
+    from damage import DAMAGE, damaged_copy, intact_copy
+
+    src = tmp_path / "src"
+    records = [intact_copy(real_data / "ludb" / "data" / "1.hea", src)]
+    records += [damaged_copy(real_data / "ludb" / "data" / "1.hea", src, kind) for kind in DAMAGE]
+    for hea in records:  # a CinC-style diagnosis line, so that the cinc adapter lists them
+        hea.write_text(hea.read_text() + "# Dx: 426783006\n")
+    counts = build_cache(get_adapter("cinc"), src, tmp_path / "c", quality=policy, progress=False)
+    index = ECGCache(tmp_path / "c").index
+    quality = dict(zip(index["record_id"], index["quality"]))
+    rejects = pd.read_csv(tmp_path / "c" / "rejects.csv")
+    assert quality["1"] == "ok"
+    if policy == "reject":
+        assert set(quality) == {"1"}
+        gate = rejects[rejects["reason"].str.contains("signal-quality gate")]
+        assert set(gate["record"]) == set(DAMAGE)
+    else:
+        assert {k: v.split(":")[0] for k, v in quality.items()} == {"1": "ok", **{kind: "fail" for kind in DAMAGE}}
+        assert counts["quality_flagged"] == len(DAMAGE)
+    assert verify_cache(tmp_path / "c") == []
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_lock(tmp_path, capsys):
+    from melp.data.cache import writer_lock
+
+    root = _mimic(tmp_path, 2)
+    out = tmp_path / "cache"
+    with writer_lock(out):  # as a running `melp prepare` holds it
+        code = melp_main(["prepare", "mimic-iv-ecg", "--root", str(root), "--out", str(out), "--quiet"])
+        assert code == 1 and "another `melp prepare` is writing this cache" in capsys.readouterr().err
+    assert melp_main(["prepare", "mimic-iv-ecg", "--root", str(root), "--out", str(out), "--quiet"]) == 0
+    assert verify_cache(out) == []

@@ -281,7 +281,7 @@ def long_record(tmp_path_factory):
 
 def test_classify_ranks_labels_over_windows(model_dir, model, long_record, capsys):
     labels = ["atrial fibrillation", "left bundle branch block", "normal sinus rhythm"]
-    with pytest.warns(UserWarning, match="III, aVR, aVL, aVF"):
+    with pytest.warns(UserWarning, match="III,aVR,aVL,aVF zero-filled"):
         assert main(["classify", str(long_record), "--model", str(model_dir), "--labels", *labels]) == 0
     printed = capsys.readouterr().out
     assert "2 window(s)" in printed
@@ -367,3 +367,27 @@ def test_zeroshot_on_real_cinc_records(real_data, model_dir, reuse_model, tmp_pa
     assert result["n"] == 14 and not result["rejects"]
     assert "426783006" in result["classes"]  # SNOMED codes described through the shared map
     assert np.isfinite(result["macro_auroc"])
+
+
+@pytest.mark.parametrize("kind", ["random", "zeros", "saturated", "huge"])
+def test_single_record_commands_refuse_a_damaged_record(real_data, model_dir, reuse_model, tmp_path, capsys, kind):
+    from damage import damaged_copy
+
+    record = damaged_copy(real_data / "ludb" / "data" / "1.hea", tmp_path, kind)
+    for command in (["classify", str(record), "--labels", "atrial fibrillation", "sinus rhythm"],
+                    ["report", str(record), "--beams", "1", "--max-len", "4"]):
+        assert main([*command, "--model", str(model_dir)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "fails the signal-quality gate" in err[0] and str(record) in err[0]
+    with pytest.warns(UserWarning, match="signal quality"):
+        assert main(["classify", str(record), "--model", str(model_dir), "--labels", "a", "b", "--force"]) == 0
+
+
+def test_classify_passes_a_real_record_and_refuses_bad_labels(real_data, model_dir, reuse_model, tmp_path, capsys):
+    from damage import intact_copy
+
+    record = intact_copy(real_data / "ludb" / "data" / "1.hea", tmp_path)
+    assert main(["classify", str(record), "--model", str(model_dir), "--labels", "a", "b"]) == 0
+    for labels in (["a", ""], ["a", "a"]):
+        assert main(["classify", str(record), "--model", str(model_dir), "--labels", *labels]) == 2
+        assert "labels" in capsys.readouterr().err

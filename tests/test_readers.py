@@ -411,3 +411,10 @@ def test_record_error_survives_pickling_between_processes():
     err = pickle.loads(pickle.dumps(RecordError("/data/x.hea", "missing leads ['V1']")))
     assert isinstance(err, RecordError) and isinstance(err, ValueError)
     assert str(err) == "/data/x.hea: missing leads ['V1']" and err.path == "/data/x.hea"
+
+
+def test_a_folder_is_named_as_given(tmp_path):
+    from melp.data.readers import RecordError, read_record
+
+    with pytest.raises(RecordError, match=f"{tmp_path}: is a folder, not a record"):
+        read_record(tmp_path)

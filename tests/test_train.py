@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from melp.train.config import apply_overrides, load_config
+from melp.train.checkpoints import damage
 from melp.train.lightning_module import cosine_restarts, mask_leads, param_groups, recall_at_k, warmup_cosine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -247,6 +248,121 @@ def test_kill_9_then_resume_gives_the_same_weights(micro, tmp_path):
     assert sorted(set(steps_b)) == sorted(set(steps_a))
 
 
+# Kill points, injected into a `melp pretrain` process: SIGKILL itself at an exact place.
+KILL_POINTS = {
+    # the 14th optimiser step, in the second epoch (11 steps per epoch)
+    "step": """
+from melp.train.lightning_module import MELPLightning
+step = MELPLightning.training_step
+def killing_step(self, batch, i):
+    if self.global_step == 13:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return step(self, batch, i)
+MELPLightning.training_step = killing_step
+""",
+    # half-way through writing the second epoch-end checkpoint
+    "checkpoint": """
+import torch, melp.train.checkpoints as ck
+save, calls = torch.save, []
+def killing_save(obj, path, *a, **k):
+    calls.append(path)
+    save(obj, path, *a, **k)
+    if len(calls) == 2:
+        os.truncate(path, os.path.getsize(path) // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+ck.torch.save = killing_save
+""",
+    # in the final model-folder write, after the ECG weights and before the rename
+    "model-folder": """
+import melp.models.melp as m
+save_file = m.save_file
+def killing_save_file(*a, **k):
+    save_file(*a, **k)
+    os.kill(os.getpid(), signal.SIGKILL)
+m.save_file = killing_save_file
+""",
+}
+
+
+def killed_run(config: Path, out: Path, point: str) -> None:
+    code = f"import os, signal, sys\n{KILL_POINTS[point]}\nfrom melp.cli import main\n" \
+           f"sys.exit(main(['pretrain', '--config', {str(config)!r}, '--out', {str(out)!r}]))"
+    proc = subprocess.run([sys.executable, "-c", code], env=run_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def no_val(micro, tmp_path_factory):
+    """(config without validation, the uninterrupted run's folder)."""
+    cfg, _ = micro
+    root = tmp_path_factory.mktemp("noval")
+    config = write_config(cfg, root / "cfg.yaml", **{"data.val_split": "null", "trainer.max_epochs": 2})
+    done = subprocess.run(melp_cmd("pretrain", "--config", str(config), "--out", str(root / "straight")),
+                          env=run_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return config, root / "straight"
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        torch.testing.assert_close(wb[name], wa[name], rtol=0, atol=1e-6, msg=f"{name} differs after resume")
+
+
+def test_without_validation_last_ckpt_follows_every_epoch(no_val):
+    _, straight = no_val
+    ckpts = sorted(p.name for p in (straight / "checkpoints").iterdir())
+    assert ckpts == ["last.ckpt", "last.prev.ckpt"]  # no best without validation; nothing half-written
+    assert sorted(straight.rglob("*.ckpt")) == [straight / "checkpoints" / n for n in ckpts]
+    epochs = [torch.load(straight / "checkpoints" / n, map_location="cpu", weights_only=True)["epoch"] for n in ckpts]
+    assert epochs == [1, 0]
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_kill_9_at_each_point_then_resume_gives_the_same_weights(no_val, tmp_path, point):
+    import melp
+
+    config, straight = no_val
+    out = tmp_path / "run"
+    killed_run(config, out, point)
+    assert not (out / "model").exists()
+    for ckpt in out.rglob("[!.]*.ckpt"):  # a half-written file is a hidden temporary, never a .ckpt
+        assert damage(ckpt) is None, ckpt
+    with pytest.raises(FileNotFoundError):
+        melp.load(out / "model")
+    resumed = subprocess.run(melp_cmd("pretrain", "--config", str(config), "--out", str(out), "--resume"),
+                             env=run_env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_weights(straight / "model", out / "model")
+    melp.load(out / "model")
+    assert not [p for p in out.iterdir() if p.name.startswith(".model")]
+
+
+def test_resume_from_a_damaged_last_ckpt_says_so_and_uses_the_previous(no_val, tmp_path):
+    import shutil
+
+    config, straight = no_val
+    out = tmp_path / "run"
+    shutil.copytree(straight / "checkpoints", out / "checkpoints")
+    last = out / "checkpoints" / "last.ckpt"
+    os.truncate(last, last.stat().st_size // 3)
+    resumed = subprocess.run(melp_cmd("pretrain", "--config", str(config), "--out", str(out), "--resume"),
+                             env=run_env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"{last} is damaged" in resumed.stderr and "resuming from" in resumed.stderr
+    assert_same_weights(straight / "model", out / "model")
+
+
+def test_resume_from_a_damaged_named_checkpoint_is_one_line(micro, tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"PK\x03\x04 not really")
+    done = subprocess.run(melp_cmd("pretrain", "--out", str(tmp_path / "r"), "--resume", str(bad)),
+                          env=run_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"checkpoint {bad} is damaged" in done.stderr
+
+
 def test_resume_refuses_a_missing_checkpoint(micro, tmp_path):
     from melp.train.pretrain import pretrain
 
@@ -254,6 +370,28 @@ def test_resume_refuses_a_missing_checkpoint(micro, tmp_path):
     cfg = apply_overrides(cfg, [f"output.dir={tmp_path / 'none'}"])
     with pytest.raises(FileNotFoundError, match="last.ckpt"):
         pretrain(cfg, resume="last", progress=False)
+
+
+def test_a_cache_without_validation_pairs_trains_and_checkpoints(micro, tmp_path, capsys):
+    """The tiny recipe on a small cache: no 'val' pairs, so training goes on without validation."""
+    import melp
+    from melp import synth
+    from melp.data.adapters import get_adapter
+    from melp.data.cache import ECGCache, build_cache
+    from melp.data.preprocess import PreprocessConfig
+    from melp.train.pretrain import pretrain
+
+    cfg, _ = micro
+    synth.export("mimic-iv-ecg", tmp_path / "mimic", n=16, seed=4)
+    build_cache(get_adapter("mimic-iv-ecg"), tmp_path / "mimic", tmp_path / "cache", PreprocessConfig(fs=100),
+                progress=False, quality="off")
+    assert "val" not in set(ECGCache(tmp_path / "cache").index["split"])
+    cfg = apply_overrides(cfg, [f"data.cache={tmp_path / 'cache'}", "data.val_split=val", "data.batch_size=4",
+                                "trainer.max_epochs=1", f"output.dir={tmp_path / 'run'}"])
+    run_dir = pretrain(cfg, progress=False)
+    assert "no 'val' pairs: training without validation" in capsys.readouterr().err
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]
+    melp.load(run_dir / "model")
 
 
 def test_two_process_cpu_ddp_run_completes_and_loads(micro, tmp_path):

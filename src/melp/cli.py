@@ -12,7 +12,7 @@ import os
 import sys
 
 # What a user's input can get wrong (a path, a value, a file's content): one line, no traceback.
-# MELP_DEBUG=1 shows the traceback.
+# --debug (or MELP_DEBUG=1) shows the traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
                PermissionError)
 
@@ -65,11 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"melp {name}", description=help_)
     module.add_arguments(parser)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     args = parser.parse_args(rest)
     try:
         code = module.run(args)
     except USER_ERRORS as e:
-        if os.environ.get("MELP_DEBUG"):
+        if args.debug or os.environ.get("MELP_DEBUG"):
             raise
         print(f"melp {name}: error: {e}", file=sys.stderr)
         return 2

@@ -1,7 +1,8 @@
 """`melp prepare`: read a dataset once into the sharded memmap cache, or `--verify` a cache.
 
     melp prepare ludb --root /data/ludb --out cache/ludb --workers 4
-    melp prepare --verify cache/ludb
+    melp prepare --verify cache/ludb            # every shard and table against meta.json's checksums
+    melp prepare --verify cache/ludb --quick    # the tables and a random sample of shards
 
 Re-running the same command after an interruption resumes: finished shards are kept.
 """
@@ -18,7 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", nargs="?", choices=list(ADAPTERS), help="dataset layout to read")
     parser.add_argument("--root", help="the dataset's own top folder, as distributed")
     parser.add_argument("--out", help="cache folder to write (resumed if it holds an unfinished build)")
-    parser.add_argument("--verify", metavar="CACHE", help="check an existing cache instead of building one")
+    parser.add_argument("--verify", metavar="CACHE", help="check an existing cache instead of building one: "
+                        "every file's checksum, then its structure")
+    parser.add_argument("--quick", action="store_true",
+                        help="with --verify: check every table but only a random sample of shards")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--shard-size", type=int, default=None, help="records per shard (default 256)")
     parser.add_argument("--dtype", choices=["int16", "float16"], default="int16",
@@ -33,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="normalisation applied at load time (stored data stay in mV)")
     parser.add_argument("--allow-missing-leads", action="store_true",
                         help="keep records lacking some of the 12 leads, zero-filled (default: reject them)")
+    parser.add_argument("--quality", choices=["reject", "flag", "off"], default="flag",
+                        help="signal-quality gate (flat, saturated, implausible, no QRS...): reject failing "
+                             "records, flag them in the index's quality column (default), or off")
     parser.add_argument("--overwrite", action="store_true", help="discard what --out holds and start over")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -41,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from melp.data.cache import DEFAULT_SHARD_SIZE, build_cache, verify_cache
 
     if args.verify:
-        problems = verify_cache(args.verify)
+        problems = verify_cache(args.verify, quick=args.quick)
         if problems:
             print(f"cache {args.verify}: {len(problems)} problem(s)", file=sys.stderr)
             for p in problems:
@@ -68,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             get_adapter(args.dataset), args.root, args.out, cfg,
             workers=args.workers, shard_size=args.shard_size or DEFAULT_SHARD_SIZE,
             dtype=args.dtype, overwrite=args.overwrite, progress=not args.quiet,
-            allow_missing_leads=args.allow_missing_leads,
+            allow_missing_leads=args.allow_missing_leads, quality=args.quality,
         )
     except (FileNotFoundError, ValueError, RuntimeError) as e:  # a wrong layout or folder: say what, no traceback
         print(f"melp prepare {args.dataset}: {e}", file=sys.stderr)
@@ -77,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
           f"({counts['windows_written']} windows), {counts['rejected']} rejected")
     for reason, n in counts["rejected_by_reason"].items():
         print(f"  rejected {n:>7}  {reason}")
+    if counts["quality_flagged"]:
+        print(f"  {counts['quality_flagged']} records flagged by the signal-quality gate (index column 'quality')")
     if counts["clipped_windows"]:
         print(f"  {counts['clipped_windows']} windows had samples clipped to the storage range")
     return 0

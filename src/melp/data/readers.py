@@ -82,13 +82,15 @@ class Record:
     path: str  # the file read (a WFDB record's header; 'file.hdf5#row' for CODE-15)
     # age (float|None), sex ('M'/'F'/None), dx (codes), comments (header comment lines),
     # extra_channels (name -> float32 mV), missing_leads, flat_leads, filled_samples (lead -> count),
+    # nan_leads (present but mostly NaN/inf), checksum_mismatch (leads whose samples fail the header),
     # notes (every repair or oddity, as text); CODE-15 adds exam_id and padding, SPH extra (its CSV row).
     meta: dict
 
 
 def _empty_meta() -> dict:
     return {"age": None, "sex": None, "dx": [], "comments": [], "extra_channels": {},
-            "missing_leads": [], "flat_leads": [], "filled_samples": {}, "notes": []}
+            "missing_leads": [], "flat_leads": [], "filled_samples": {}, "notes": [],
+            "nan_leads": [], "checksum_mismatch": []}
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -100,6 +102,8 @@ def read_record(path, *, allow_missing_leads: bool = False, strict: bool = False
     if file_part and row.isdigit() and Path(file_part).suffix.lower() in (".hdf5", ".h5"):
         return read_code15(file_part, int(row), allow_missing_leads=allow_missing_leads, strict=strict)
     p = Path(text)
+    if p.is_dir():
+        raise RecordError(p, "is a folder, not a record: give one record's file (.hea, .mat, .h5, file.hdf5#row)")
     suffix = p.suffix.lower()
     if suffix == ".hdf5":
         raise RecordError(p, "a CODE-15 HDF5 file holds many records: name one as 'file.hdf5#row'")
@@ -160,6 +164,7 @@ def _to_record(path, channels: np.ndarray, names: list[str], fs: float, meta: di
         why = f"; {unusable} are mostly NaN/inf" if unusable else ""
         raise RecordError(path, f"missing leads {missing} (channels in the file: {list(names)}){why}")
     meta["missing_leads"] = missing
+    meta["nan_leads"] = [lead for lead in CANONICAL_LEADS if lead in unusable]
 
     in_use = [k for k in range(len(CANONICAL_LEADS)) if CANONICAL_LEADS[k] not in missing]
     constant = signal.min(axis=1) == signal.max(axis=1)
@@ -346,7 +351,7 @@ def read_wfdb(record_path, *, allow_missing_leads: bool = False, strict: bool = 
     parts = []
     for indices, digital, sentinel_mask in blocks:
         block_specs = [specs[i] for i in indices]
-        _check_checksums(header_path, block_specs, digital, strict, meta["notes"])
+        _check_checksums(header_path, block_specs, digital, strict, meta)
         physical = _to_physical(header_path, digital, block_specs)
         if sentinel_mask is not None:
             physical[sentinel_mask] = np.nan
@@ -379,7 +384,7 @@ def _to_physical(header_path: Path, digital: np.ndarray, specs: list[_SignalSpec
 
 
 def _check_checksums(header_path: Path, specs: list[_SignalSpec], digital: np.ndarray, strict: bool,
-                     notes: list[str]) -> None:
+                     meta: dict) -> None:
     """Compare the header's 16-bit checksums with the data: a mismatch means corrupted samples."""
     sums = digital.sum(axis=1, dtype=np.int64)
     # Writers differ on the sign convention (wfdb writes 0..65535, others -32768..32767): compare mod 2^16.
@@ -389,7 +394,8 @@ def _check_checksums(header_path: Path, specs: list[_SignalSpec], digital: np.nd
     problem = f"samples of {wrong} do not match the header's checksums (corrupted signal file?)"
     if strict:
         raise RecordError(header_path, problem + " (strict mode)")
-    notes.append(problem)
+    meta["notes"].append(problem)
+    meta["checksum_mismatch"] += wrong
 
 
 def _group_by_file(specs: list[_SignalSpec]) -> dict[str, list[int]]:

@@ -4,7 +4,9 @@ one ECG file.
 Any format ``melp.read_record`` reads, at any sampling rate. Records longer than the model's
 window are cut into consecutive windows (a shorter tail is left out, a record shorter than one
 window is zero-padded); each window is scored and the scores are averaged. Absent leads are
-zero-filled and named in a warning. The score is the cosine similarity of the ECG embedding
+zero-filled. The signal-quality gate (melp.data.quality) refuses a record that fails it (random
+bytes, flat, saturated, implausible, no QRS...; ``--force`` scores it anyway) and names the flags of
+one that passes with warnings. The score is the cosine similarity of the ECG embedding
 with the label's text embedding (zero-shot), so only the ranking is meaningful.
 """
 from __future__ import annotations
@@ -17,15 +19,19 @@ import numpy as np
 from melp.data.preprocess import prepare_signal
 
 
-def record_windows(path: str, cfg) -> tuple[np.ndarray, object]:
-    """A file -> (W, 12, n) mV windows at the model's rate, and the Record (for its metadata)."""
+def record_windows(path: str, cfg, force: bool = False) -> tuple[np.ndarray, object]:
+    """A file -> (W, 12, n) mV windows at the model's rate, and the Record (for its metadata).
+    A record failing the quality gate is a ValueError unless ``force``; flags are warned about."""
+    from melp.data.quality import assess
     from melp.data.readers import read_record
 
     record = read_record(path, allow_missing_leads=True)
-    missing = record.meta.get("missing_leads") or []
-    if missing:
-        warnings.warn(f"{path}: leads {', '.join(missing)} are missing and were zero-filled; "
-                      f"results may be less reliable", stacklevel=2)
+    quality = assess(record)
+    if not quality.passed and not force:
+        raise ValueError(f"{path}: fails the signal-quality gate: {quality.failures()} (--force to score it anyway)")
+    if quality.flags:
+        warnings.warn(f"{path}: signal quality: {'; '.join(map(str, quality.flags))}; results may be less "
+                      "reliable", stacklevel=2)
     windows = prepare_signal(record.signal, record.fs, dataclasses.replace(cfg, windows="all"))
     return windows, record
 
@@ -34,13 +40,18 @@ def classify_windows(model, windows: np.ndarray, labels: list[str]) -> list[tupl
     """(label, cosine score averaged over the windows) sorted best first."""
     if not labels:
         raise ValueError("give at least one label")
+    if any(not label.strip() for label in labels):
+        raise ValueError(f"labels must not be empty: {labels}")
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"labels given twice: {repeated}")
     cfg = model.config.preprocess
     scores = np.asarray(model.zero_shot(windows, list(labels), fs=cfg.fs)).mean(axis=0)
     return sorted(zip(labels, map(float, scores)), key=lambda item: -item[1])
 
 
-def classify_file(model, path: str, labels: list[str]) -> list[tuple[str, float]]:
-    return classify_windows(model, record_windows(path, model.config.preprocess)[0], labels)
+def classify_file(model, path: str, labels: list[str], force: bool = False) -> list[tuple[str, float]]:
+    return classify_windows(model, record_windows(path, model.config.preprocess, force)[0], labels)
 
 
 def add_arguments(parser) -> None:
@@ -49,13 +60,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--labels", nargs="+", required=True,
                         help="free-text labels to rank; each is scored by the cosine similarity of its text "
                              "embedding with the ECG's embedding (-1 to 1, higher = closer)")
+    add_force(parser)
+
+
+def add_force(parser) -> None:
+    parser.add_argument("--force", action="store_true",
+                        help="score a record that fails the signal-quality gate (flat, saturated, no QRS, ...)")
 
 
 def run(args) -> int:
     from melp.eval.embed import load_model
 
     model = load_model(args.model, needs_text="classify")
-    windows, record = record_windows(args.file, model.config.preprocess)
+    windows, record = record_windows(args.file, model.config.preprocess, args.force)
     ranked = classify_windows(model, windows, args.labels)
     seconds = model.config.preprocess.seconds
     print(f"{args.file}: {record.signal.shape[1] / record.fs:.1f} s at {record.fs:g} Hz, "

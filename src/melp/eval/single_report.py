@@ -1,18 +1,19 @@
 """``melp report FILE --model DIR``: a generated report for one ECG file.
 
-Same input handling as ``melp classify`` (any format and rate, absent leads zero-filled with a
-warning). A record longer than one window gets one report per consecutive window, each labelled
+Same input handling as ``melp classify`` (any format and rate, absent leads zero-filled, the
+signal-quality gate with ``--force``). A record longer than one window gets one report per consecutive window, each labelled
 with its time span: text cannot be averaged, and showing every window hides nothing.
 """
 from __future__ import annotations
 
-from melp.eval.single import record_windows
+from melp.eval.single import add_force, record_windows
 
 
-def report_file(model, path: str, beams: int = 3, max_len: int | None = None) -> list[tuple[float, float, str]]:
+def report_file(model, path: str, beams: int = 3, max_len: int | None = None,
+                force: bool = False) -> list[tuple[float, float, str]]:
     """[(start s, end s, report)] for each window of the record."""
     cfg = model.config.preprocess
-    windows, _ = record_windows(path, cfg)
+    windows, _ = record_windows(path, cfg, force)
     texts = model.generate(windows, fs=cfg.fs, beams=beams, max_len=max_len)
     return [(i * cfg.seconds, (i + 1) * cfg.seconds, t) for i, t in enumerate(texts)]
 
@@ -22,13 +23,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="model folder")
     parser.add_argument("--beams", type=int, default=3, help="beam width (1: greedy)")
     parser.add_argument("--max-len", type=int, default=None, help="longest report in tokens (default: the model's)")
+    add_force(parser)
 
 
 def run(args) -> int:
     from melp.eval.embed import load_model
 
     model = load_model(args.model, needs_text="report")
-    reports = report_file(model, args.file, args.beams, args.max_len)
+    reports = report_file(model, args.file, args.beams, args.max_len, args.force)
     if len(reports) == 1:
         print(reports[0][2])
     else:

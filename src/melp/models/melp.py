@@ -3,13 +3,13 @@
 ``model(ecg, tokens)`` gives the three-level training loss (DESIGN 1.5). On raw signals a model
 applies its own saved preprocessing: ``embed_ecg``, ``ecg_features``, ``embed_text``, ``zero_shot``,
 ``generate``. ``save_pretrained(dir)`` / ``load(dir)`` move a model as a plain folder (JSON config,
-safetensors weights, the HF text model with its tokenizer, preprocess.json): no pickle, no network.
+safetensors weights, the HF text model with its tokenizer, preprocess.json, and manifest.json with
+each file's size and sha256, which ``load`` checks): no pickle, no network.
 """
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from melp.atomic import atomic_folder, check_manifest
 from melp.data.preprocess import PreprocessConfig, preprocess
 from melp.losses import LossWeights, MultiScaleLoss
 from melp.models.config import MELPConfig
@@ -224,23 +225,25 @@ class MELP(nn.Module):
     # ------------------------------------------------------------------ the model folder
 
     def save_pretrained(self, model_dir: str | Path) -> Path:
+        """Write the model folder atomically (a temporary sibling renamed into place, a manifest of
+        every file's size and sha256 written last): a kill leaves the old folder or the new, never a mix."""
         model_dir = Path(model_dir)
-        model_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_folder(model_dir) as tmp:
+            self.write_files(tmp)
+        return model_dir
+
+    def write_files(self, folder: Path) -> None:
+        """The model folder's files, written into ``folder`` as they are (``save_pretrained`` makes it atomic)."""
         config = self.config.to_dict()
         if self.text_encoder is not None:
             config["text"]["source"] = TEXT_DIR  # relative: the folder can move
             with quiet_hf():
-                self.text_encoder.model.save_pretrained(model_dir / TEXT_DIR)
-            self.text_encoder.tokenizer.save_pretrained(model_dir / TEXT_DIR)
-        (model_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        self.config.preprocess.save(model_dir / PREPROCESS_FILE)
+                self.text_encoder.model.save_pretrained(folder / TEXT_DIR)
+            self.text_encoder.tokenizer.save_pretrained(folder / TEXT_DIR)
+        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        self.config.preprocess.save(folder / PREPROCESS_FILE)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith(TEXT_PREFIX)}
-        save_file(state, str(model_dir / WEIGHTS_FILE), metadata={"format": "pt"})
-        umask = os.umask(0)
-        os.umask(umask)
-        for path in model_dir.rglob("*.safetensors"):  # safetensors writes owner-only files
-            path.chmod(0o666 & ~umask)
-        return model_dir
+        save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
 
 
 def caption_targets(tokens: dict[str, Tensor], ignore_index: int = -100) -> Tensor:
@@ -255,9 +258,12 @@ def caption_targets(tokens: dict[str, Tensor], ignore_index: int = -100) -> Tens
 def load(model_dir: str | Path, device: str | torch.device = "cpu") -> MELP:
     """A folder written by ``save_pretrained`` -> MELP in eval mode. No network, no pickle."""
     model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"{model_dir} is not a MELP model folder: no such folder")
     for name in (CONFIG_FILE, WEIGHTS_FILE, PREPROCESS_FILE):
         if not (model_dir / name).exists():
             raise FileNotFoundError(f"{model_dir} is not a MELP model folder: {name} is missing")
+    check_manifest(model_dir, "MELP model folder")
     try:
         config = MELPConfig.from_dict(json.loads((model_dir / CONFIG_FILE).read_text()))
     except (ValueError, TypeError) as e:

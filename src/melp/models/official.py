@@ -17,16 +17,13 @@ evaluation (they fed PTB-XL order, i.e. canonical, to the MIMIC-order model).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from melp.atomic import atomic_folder, sha256
 from melp.data.leads import CANONICAL_LEADS
 
 if TYPE_CHECKING:  # torch loads only when a conversion runs: `melp convert --help` stays instant
@@ -245,14 +242,6 @@ def lead_permutation(lead_order: str) -> list[int]:
     return [MIMIC_LEADS.index(lead) for lead in CANONICAL_LEADS]
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def convert_official(checkpoint: str | Path, out_dir: str | Path, text_model: str | Path | None = None,
                      lead_order: str = "pretraining") -> Path:
     """The authors' checkpoint -> a melp model folder (``melp.load``-able) with ``conversion.json``.
@@ -287,29 +276,17 @@ def convert_official(checkpoint: str | Path, out_dir: str | Path, text_model: st
     model.load_state_dict(mapped, strict=True, assign=True)
     del mapped
 
-    # write next to the destination, then move into place in one rename
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp's folder is private; the model folder is an ordinary one
-    try:
-        model.save_pretrained(tmp)
-        report = {
-            "source": str(checkpoint.resolve()), "sha256": sha256(checkpoint), "format": fmt, "kind": kind,
-            "text_model": None if kind != "full" else str(Path(text_model).resolve()),
-            "lead_order": lead_order,
-            "input_channel_from": {lead: MIMIC_LEADS[i] for lead, i in zip(CANONICAL_LEADS, perm)},
-            "keys": {"checkpoint": n_keys, "mapped": n_keys - len(dropped), "dropped": len(dropped)},
-            "dropped": dropped,
-        }
+    report = {
+        "source": str(checkpoint.resolve()), "sha256": sha256(checkpoint), "format": fmt, "kind": kind,
+        "text_model": None if kind != "full" else str(Path(text_model).resolve()),
+        "lead_order": lead_order,
+        "input_channel_from": {lead: MIMIC_LEADS[i] for lead, i in zip(CANONICAL_LEADS, perm)},
+        "keys": {"checkpoint": n_keys, "mapped": n_keys - len(dropped), "dropped": len(dropped)},
+        "dropped": dropped,
+    }
+    with atomic_folder(out_dir) as tmp:
+        model.write_files(tmp)
         (tmp / "conversion.json").write_text(json.dumps(report, indent=2) + "\n")
-        if out_dir.exists():
-            out_dir.rmdir()
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

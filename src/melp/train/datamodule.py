@@ -11,6 +11,7 @@ batch position to be reproducible after a resume, which only the training loop k
 """
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -76,9 +77,10 @@ class ECGTextDataModule(L.LightningDataModule):
             raise ValueError(f"cache {self.cache_path} has no {self.train_split!r} pairs to train on")
         if self.val_split:
             self.val_set = pairs(cache, self.val_split)
-            if len(self.val_set) == 0:
-                raise ValueError(f"cache {self.cache_path} has no {self.val_split!r} pairs for validation; "
-                                 "set data.val_split=null to train without validation")
+            if len(self.val_set) == 0:  # a small cache (e.g. `melp synth --n 64`) may hold none
+                print(f"melp pretrain: cache {self.cache_path} has no {self.val_split!r} pairs: training without "
+                      "validation (last.ckpt is still written every epoch; no best.ckpt)", file=sys.stderr)
+                self.val_set = None
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
         trainer = self.trainer

@@ -5,7 +5,9 @@
     melp pretrain --config tiny --set output.dir=runs/x --resume        # continue from last.ckpt
 
 The run folder (``output.dir``) receives ``config.yaml`` (the resolved config), ``checkpoints/``
-(``last.ckpt`` every epoch, ``best.ckpt`` on the held-out pretraining pairs), ``logs/`` (CSV and
+(``last.ckpt`` after every epoch, with or without validation, and every ``checkpoint.every_n_train_steps``
+steps when set; ``best.ckpt`` on the held-out pretraining pairs; all written atomically, see
+checkpoints.py), ``logs/`` (CSV and
 TensorBoard, one ``version_N`` per invocation, so a resumed run continues in the next one) and ``model/``, the final weights as a model folder that ``melp.load`` opens
 (``model_best/`` too when a best checkpoint exists).
 """
@@ -82,6 +84,7 @@ def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Pat
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+    from melp.train.checkpoints import AtomicCheckpointIO, LastCheckpoint, resume_checkpoint
     from melp.train.datamodule import ECGTextDataModule
     from melp.train.lightning_module import MELPLightning
     from melp.train.progress import progress_callbacks
@@ -91,6 +94,7 @@ def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Pat
     run_dir = Path(cfg["output"]["dir"])
     ckpt_dir = run_dir / "checkpoints"
     seed = int(cfg.get("seed", 0))
+    ckpt_path = resume_checkpoint(ckpt_dir, resume) if resume else None  # a bad one fails before any work
     L.seed_everything(seed, workers=True, verbose=False)
 
     model = build_model(cfg)
@@ -104,16 +108,16 @@ def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Pat
                                    val_split=data.get("val_split"), seed=seed)
 
     ck = cfg.get("checkpoint") or {}
-    has_val = bool(data.get("val_split"))
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=ck.get("monitor") if has_val else None,
-                           mode=ck.get("mode", "max"), save_top_k=1 if has_val else 0, save_last=True,
-                           enable_version_counter=False, auto_insert_metric_name=False)
+    datamodule.setup("fit")
+    has_val = datamodule.val_set is not None  # none asked for, or none in the cache
     show_bar, progress_lines = progress_callbacks(progress)  # off a terminal: a line every 30 s
-    callbacks = [best, LearningRateMonitor(logging_interval="step"), *progress_lines]
-    if ck.get("every_n_train_steps"):
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=0, save_last=True,
-                                         every_n_train_steps=int(ck["every_n_train_steps"]),
-                                         enable_version_counter=False))
+    callbacks = [LastCheckpoint(ckpt_dir, ck.get("every_n_train_steps")), LearningRateMonitor(logging_interval="step"),
+                 *progress_lines]
+    best = None
+    if has_val:
+        best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=ck.get("monitor"), mode=ck.get("mode", "max"),
+                               save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False)
+        callbacks.append(best)
     t = cfg["trainer"]
     trainer = L.Trainer(
         accelerator=t.get("accelerator", "auto"), devices=t.get("devices", 1), num_nodes=t.get("num_nodes", 1),
@@ -127,7 +131,8 @@ def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Pat
         deterministic=t.get("deterministic", False),
         num_sanity_val_steps=0,  # the first validation comes at the end of epoch 1
         use_distributed_sampler=False,  # the datamodule builds its own DistributedSampler
-        callbacks=callbacks, enable_progress_bar=show_bar,
+        callbacks=callbacks, plugins=[AtomicCheckpointIO()], enable_progress_bar=show_bar,
+        enable_checkpointing=best is not None,  # else Lightning adds its own ModelCheckpoint under logs/
         # one version_N folder per invocation: a resumed run adds its own instead of replacing the log
         logger=[CSVLogger(run_dir / "logs", name="csv", flush_logs_every_n_steps=t.get("log_every_n_steps", 50)),
                 TensorBoardLogger(run_dir / "logs", name="tensorboard")],
@@ -137,16 +142,11 @@ def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Pat
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
 
-    ckpt_path = None
-    if resume:
-        ckpt_path = ckpt_dir / "last.ckpt" if resume == "last" else Path(resume)
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"cannot resume: checkpoint {ckpt_path} does not exist")
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
 
     if trainer.is_global_zero:
         model.save_pretrained(run_dir / "model")
-        if best.best_model_path and Path(best.best_model_path).is_file():
+        if best is not None and best.best_model_path and Path(best.best_model_path).is_file():
             save_from_checkpoint(cfg, best.best_model_path, run_dir / "model_best")
     trainer.strategy.barrier()
     return run_dir
