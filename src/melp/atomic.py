@@ -145,8 +145,9 @@ def check_manifest(folder: str | Path, what: str = "folder") -> None:
     folder = Path(folder)
     path = folder / MANIFEST_FILE
     if not path.is_file():
-        raise ValueError(f"{path} is missing: {folder} is an incomplete or pre-manifest {what} "
-                         "(write it again, e.g. with save_pretrained)")
+        raise ValueError(f"{path} is missing: {folder} is an incomplete or pre-manifest {what} (a model "
+                         "folder you trust from before manifests: melp.load(folder, verify=False)"
+                         ".save_pretrained(new_folder))")
     try:
         listed = json.loads(path.read_text())["files"]
     except (ValueError, KeyError, TypeError) as e:

@@ -255,15 +255,19 @@ def caption_targets(tokens: dict[str, Tensor], ignore_index: int = -100) -> Tens
     return ids[:, 1:].masked_fill((mask[:, 1:] == 0) | (index >= last), ignore_index)
 
 
-def load(model_dir: str | Path, device: str | torch.device = "cpu") -> MELP:
-    """A folder written by ``save_pretrained`` -> MELP in eval mode. No network, no pickle."""
+def load(model_dir: str | Path, device: str | torch.device = "cpu", verify: bool = True) -> MELP:
+    """A folder written by ``save_pretrained`` -> MELP in eval mode. No network, no pickle.
+
+    ``verify=False`` skips the manifest check: only for a folder you trust that was written before
+    melp kept manifests (then ``load(old, verify=False).save_pretrained(new)`` gives it one)."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise FileNotFoundError(f"{model_dir} is not a MELP model folder: no such folder")
     for name in (CONFIG_FILE, WEIGHTS_FILE, PREPROCESS_FILE):
         if not (model_dir / name).exists():
             raise FileNotFoundError(f"{model_dir} is not a MELP model folder: {name} is missing")
-    check_manifest(model_dir, "MELP model folder")
+    if verify:
+        check_manifest(model_dir, "MELP model folder")
     try:
         config = MELPConfig.from_dict(json.loads((model_dir / CONFIG_FILE).read_text()))
     except (ValueError, TypeError) as e:
