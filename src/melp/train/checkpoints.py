@@ -47,11 +47,11 @@ class LastCheckpoint(Callback):
     def on_train_batch_end(self, trainer, *args) -> None:
         step = trainer.global_step
         if self.every_n_steps and step % self.every_n_steps == 0 and step != self._saved_step:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)  # the full state: resumable
             self._saved_step = step
 
     def on_train_epoch_end(self, trainer, module) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the full state: resumable
 
 
 def damage(path: Path) -> str | None:
