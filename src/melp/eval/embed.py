@@ -8,13 +8,13 @@ from tqdm.auto import tqdm
 
 def load_model(model_dir: str, needs_text: str | None = None):
     """``melp.load`` in evaluation mode on CPU/GPU as available. ``needs_text``: the command's name
-    when it needs the text tower (an ECG-only model then stops it with a one-line explanation)."""
+    when it needs the text tower (an ECG-only model then stops it before any work, with the CLI's
+    one-line error)."""
     import melp
-    from melp.models.melp import NO_TEXT_HINT
 
     model = melp.load(model_dir)
-    if needs_text and not model.config.has_text:
-        raise SystemExit(f"melp {needs_text}: cannot use {model_dir}: {NO_TEXT_HINT}")
+    if needs_text:
+        model.require_text(f"{needs_text} with {model_dir}")
     model.eval()
     if torch.cuda.is_available():
         model.cuda()

@@ -31,10 +31,6 @@ CONFIG_FILE, WEIGHTS_FILE, TEXT_DIR, PREPROCESS_FILE = "config.json", "model.saf
 TEXT_PREFIX = "text_encoder.model."  # these weights live in text_model/, not in model.safetensors
 
 
-NO_TEXT_HINT = ("it has no text tower (converted from an ECG-encoder-only checkpoint); probe, finetune "
-                "and embedding work, zero-shot, retrieval, classification and report generation need one")
-
-
 class MELP(nn.Module):
     def __init__(self, config: MELPConfig, load_text_weights: bool = True):
         """``load_text_weights=False`` builds the text tower from its folder's config alone (randomly
@@ -89,7 +85,9 @@ class MELP(nn.Module):
     def require_text(self, what: str) -> None:
         """A clear error when ``what`` needs the text tower and this model has none."""
         if self.text_encoder is None:
-            raise ValueError(f"{what} needs a text model, but {NO_TEXT_HINT}")
+            raise ValueError(f"{what} needs a text model, but this model has no text tower (converted from an "
+                             "ECG-encoder-only checkpoint); probe, finetune and embedding work, zero-shot, "
+                             "retrieval, classification and report generation need one")
 
     def tokenize(self, reports: list[str]) -> dict[str, Tensor]:
         self.require_text("tokenize")

@@ -180,8 +180,8 @@ def infer_config(state: dict[str, Tensor], text_model: str | Path | None):
     ecg.layers = _count(state, _W2V + r"encoder\.layers\.(\d+)\.fc1\.weight")
     ecg.ffn_dim = shape("ecg_encoder.ecg_encoder.encoder.layers.0.fc1.weight")[0]
     ecg.heads = ecg.width // 64  # fairseq-signals sizes: 768 wide -> 12 heads, 1024 -> 16
-    ecg.pos_conv_kernel = shape("ecg_encoder.ecg_encoder.conv_pos.pos_conv.0.parametrizations.weight.original1")[2]
-    ecg.pos_conv_groups = ecg.width // shape("ecg_encoder.ecg_encoder.conv_pos.pos_conv.0.parametrizations.weight.original1")[1]
+    _, per_group, ecg.pos_conv_kernel = shape("ecg_encoder.ecg_encoder.conv_pos.pos_conv.0.parametrizations.weight.original1")
+    ecg.pos_conv_groups = ecg.width // per_group
     cfg.poolers.n_beats, cfg.embed_dim = shape("ecg_encoder.attn_pool_contrast.query")
     cfg.poolers.caption_queries, cfg.decoder.width = shape("ecg_encoder.attn_pool_caption.query")
     if text_model is None:

@@ -44,14 +44,18 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: flo
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
     span = max(1, total_steps - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / span)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return _cosine(min(1.0, (step - warmup_steps) / span), min_ratio)
 
 
 def cosine_restarts(step: int, period: int, min_ratio: float) -> float:
     """LR multiplier of torch's CosineAnnealingWarmRestarts (T_mult 1): cosine from 1 to
     ``min_ratio`` over ``period`` steps, then again from 1."""
-    progress = (step % max(1, period)) / max(1, period)
+    period = max(1, period)
+    return _cosine((step % period) / period, min_ratio)
+
+
+def _cosine(progress: float, min_ratio: float) -> float:
+    """Half a cosine from 1 (progress 0) down to ``min_ratio`` (progress 1)."""
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
