@@ -313,3 +313,25 @@ def test_long_qt(normal):
     long = [m.qt_ms() / np.sqrt(np.median(m.rr)) for m in measure(["LNGQT"])]
     short = [m.qt_ms() / np.sqrt(np.median(m.rr)) for m in normal]
     assert min(long) > 470 and max(short) < 460
+
+
+def _p_wave(m, lead):
+    """(max, min) of a lead in the 300-20 ms before QRS onset, against the PQ baseline."""
+    b = m.median[L[lead]] - m.median[L[lead]][m.onset - int(16 * MS)]
+    seg = b[m.onset - int(300 * MS) : m.onset - int(20 * MS)]
+    return seg.max(), seg.min()
+
+
+def test_incomplete_rbbb_atrial_enlargement_and_early_repolarisation(normal):
+    for m in measure(["IRBBB"]):
+        assert m.qrs_ms < 120  # incomplete: not as wide as a complete block
+        assert m.qrs("V1")[-int(30 * MS) :].mean() > 0  # terminal r' in V1
+    assert all(m.qrs("V1")[-int(30 * MS) :].mean() < 0 for m in normal)
+    # P mitrale: deep terminal negative P in V1 (Morris: >= 0.1 mV); P pulmonale: P >= 0.25 mV in II
+    assert all(_p_wave(m, "V1")[1] <= -0.1 for m in measure(["LAE"]))
+    assert all(_p_wave(m, "II")[0] >= 0.25 for m in measure(["RAE"]))
+    assert all(_p_wave(m, "V1")[1] > -0.08 and _p_wave(m, "II")[0] < 0.25 for m in normal)
+    # early repolarisation: ST elevation in V3 and the inferior leads, none in a normal ECG
+    for m in measure(["ERP"]):
+        assert m.st("V3") >= 0.15 and m.st("II") >= 0.08
+    assert all(m.st("V3") < 0.08 for m in normal)

@@ -1,7 +1,7 @@
 """The beat model: 12-lead ECGs from a 3-D heart dipole made of Gaussian bumps.
 
 One beat is a sum of K Gaussian bumps in time (P, septal q, R, S, R', delta wave, infarct Q,
-ST shift, two for the asymmetric T, pacing spike), each with a 3-D direction and amplitude.
+ST shift, two for the asymmetric T, pacing spike, the left atrium's late P, a J wave), each with a 3-D direction and amplitude.
 For every ECG we render up to three beat templates (conducted, premature atrial, premature
 ventricular) as dipole waveforms (3, W), place them at the beat times with a weighted
 ``np.bincount`` (all ECGs of a batch at once), add atrial activity (fibrillation or flutter
@@ -31,8 +31,9 @@ T_MS = ((np.arange(W) - PRE) * 1000.0 / FS).astype(np.float32)
 MAX_BEATS = 48
 
 # Bump indices.
-P, QS, R, S, RP, DELTA, IQ, ST, T1, T2, SPIKE = range(11)
-K = 11
+P, QS, R, S, RP, DELTA, IQ, ST, T1, T2, SPIKE, P2, J = range(13)
+K = 13
+P_BUMPS = [P, P2]  # right then left atrial depolarisation
 QRS_BUMPS = [QS, R, S, RP, DELTA, IQ]
 LV_BUMPS = [QS, R, S]  # the left ventricle's own forces, which hypertrophy grows
 LVH_PEAK_MV = 6.0  # about the tallest QRS deflection hypertrophy gives any lead
@@ -62,7 +63,7 @@ def sample_subjects(m: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         "sex": sex,
         "age": np.clip(rng.normal(60, 16, m), 18, 95).round().astype(int),
         "hr": np.clip(rng.normal(67, 8, m), 58, 98),
-        "pr": np.clip(rng.normal(156, 16, m), 125, 192),
+        "pr": np.clip(rng.normal(154, 20, m), 122, 196),
         "qrsd": np.clip(rng.normal(90, 7, m), 76, 104),
         "qtc": np.clip(rng.normal(398 + 10 * sex, 14, m), 370, 440),
         "axis": np.clip(rng.normal(46, 18, m), -10, 78),  # frontal QRS axis (degrees)
@@ -104,8 +105,11 @@ def ecg_parameters(findings: np.ndarray, subj: dict, rng: np.random.Generator) -
     rr = 60.0 / hr
 
     pr = subj["pr"] + rng.normal(0, 5, n) - np.where(has("STACH"), 12, 0)
-    pr = np.where(has("1AVB"), u(225, 330), np.clip(pr, 122, 195))
+    # first-degree block over its whole range: most just above 200 ms, a tail to 330 ms (as in
+    # clinical series); a normal PR reaches 198 ms, so the label follows the interval
+    pr = np.where(has("1AVB"), 205 + 125 * rng.beta(1.3, 2.6, n), np.clip(pr, 121, 198))
     pr = np.where(has("WPW"), u(90, 116), pr)
+    pr = np.where(has("LAE"), np.maximum(pr, u(168, 190)), pr)  # room for the long P before the QRS
     # a wide QRS lengthens the QT; a labelled long QT is the QTc as read, whatever the QRS
     wide = has("LBBB") | has("PACE") | has("RBBB") | has("WPW")
     qtc = np.clip(subj["qtc"] + rng.normal(0, 5, n), 370, 448) + np.where(wide, 20.0, 0.0)
@@ -143,8 +147,20 @@ def conducted_bumps(findings, subj, prm, rng):
     mu[:, P] = -prm["pr"] + 2.4 * sd[:, P]
     amp[:, P] = subj["p_amp"]
     dirs[:, P] = _frontal(subj["p_axis"], 0.15)
+    lae, rae = has("LAE"), has("RAE")
+    if rae.any():  # P pulmonale: tall, peaked, vertical P (right atrium)
+        amp[rae, P] = u(0.26, 0.36)[rae]
+        sd[rae, P] = u(14, 17)[rae]
+        mu[rae, P] = -prm["pr"][rae] + 2.4 * sd[rae, P]
+        dirs[rae, P] = _frontal(u(68, 82)[rae], 0.35)
+    if lae.any():  # P mitrale: a late left-atrial part, leftward and posterior: notched P in II,
+        # P >= 120 ms, deep terminal negative P in V1
+        amp[lae, P2] = (subj["p_amp"] * u(0.9, 1.3))[lae]
+        sd[lae, P2] = u(17, 21)[lae]
+        mu[lae, P2] = mu[lae, P] + u(42, 55)[lae]
+        dirs[lae, P2] = _frontal(u(15, 45)[lae], u(-0.9, -0.6)[lae])
     no_p = has("AFIB") | has("AFLT") | has("PACE")
-    amp[no_p, P] = 0.0
+    amp[np.ix_(no_p, P_BUMPS)] = 0.0
 
     # Normal ventricular depolarisation: septal (left to right, anterior), main, terminal.
     mu[:, QS], sd[:, QS], amp[:, QS] = 11 * s, 6 * s, u(0.06, 0.12) * scale
@@ -180,6 +196,14 @@ def conducted_bumps(findings, subj, prm, rng):
         sd[rbbb, S] = 14 * s[rbbb]
         mu[rbbb, S] = 70 * s[rbbb]
         qrs_end[rbbb] = width
+    irbbb = has("IRBBB")
+    if irbbb.any():  # incomplete: a small late R' in V1 (rSr'), QRS still under 120 ms
+        width = u(100, 116)[irbbb]
+        sd[irbbb, RP] = 11.0
+        mu[irbbb, RP] = width - 2.2 * 11.0
+        amp[irbbb, RP] = u(0.3, 0.5)[irbbb] * scale[irbbb]
+        dirs[irbbb, RP] = geo.unit(-0.35, 0.1, 0.93)
+        qrs_end[irbbb] = width
     if wpw.any():  # early slurred delta wave, the rest of the QRS later; secondary T changes
         d = 47.0
         # the delta wave starts the QRS (its onset at t = 0, as every QRS's): PR and QRS read from it
@@ -236,6 +260,14 @@ def conducted_bumps(findings, subj, prm, rng):
         t_dir[m] = geo.unit(-np.abs(td[:, 0]) - 0.3, 0.25 * td[:, 1], -np.abs(td[:, 2]) - 0.2)
         t_amp = np.where(m, u(0.25, 0.45), t_amp)
     t_amp = np.where(has("NST"), u(0.04, 0.1), t_amp)
+    erp = has("ERP")
+    if erp.any():  # early repolarisation: J-point notch, concave ST elevation in V2-V5 and inferior
+        # leads, tall T; the benign mimic of an injury current
+        mu[erp, J], sd[erp, J], amp[erp, J] = qrs_end[erp] - 4.0, 7.0, u(0.08, 0.18)[erp]
+        dirs[erp, J] = _frontal(u(40, 70)[erp], 0.3)
+        dirs[erp, ST] = _frontal(u(45, 70)[erp], u(0.5, 0.9)[erp])
+        amp[erp, ST] = u(0.12, 0.25)[erp]
+        t_amp = np.where(erp, t_amp * u(1.2, 1.5), t_amp)
     if has("STD").any():
         m = has("STD")
         dirs[m, ST] = geo.unit(-0.75, -0.45, -0.5)
@@ -256,7 +288,7 @@ def conducted_bumps(findings, subj, prm, rng):
     sd[:, T1] = 1.5 * sd[:, T2]  # the slow upstroke; it ends with the T2 downstroke, at QT
     mu[:, T1], amp[:, T1] = t_peak - 1.4 * sd[:, T2], 0.55 * t_amp
     dirs[:, T1] = dirs[:, T2] = t_dir
-    mu[:, ST] = np.where(amp[:, ST] > 0, qrs_end + 55.0, 0.0)
+    mu[:, ST] = np.where(amp[:, ST] > 0, qrs_end + np.where(erp, 35.0, 55.0), 0.0)
     sd[:, ST] = np.where(amp[:, ST] > 0, 38.0, 40.0)
 
     return {"mu": mu, "sd": sd, "amp": amp, "dir": dirs, "qrs_end": qrs_end, "qt": prm["qt"]}
@@ -268,6 +300,7 @@ def pac_bumps(beat, findings, rng):
     out = {k: v.copy() for k, v in beat.items()}
     out["dir"][:, P] = _frontal(rng.uniform(-70, -20, n), 0.3)
     out["amp"][:, P] = rng.uniform(0.08, 0.16, n)
+    out["amp"][:, P2] = 0.0  # one ectopic focus, one simple P
     out["mu"][:, P] = out["mu"][:, P] + rng.uniform(10, 40, n)  # shorter PR
     return out
 
@@ -276,7 +309,7 @@ def pvc_bumps(beat, findings, rng):
     """Premature ventricular beat: no P, wide bizarre QRS from an ectopic focus, discordant T."""
     n = len(findings)
     out = {k: v.copy() for k, v in beat.items()}
-    out["amp"][:, [P, QS, S, RP, DELTA, IQ, SPIKE]] = 0.0
+    out["amp"][:, [P, P2, QS, S, RP, DELTA, IQ, SPIKE, J]] = 0.0
     focus = _frontal(rng.uniform(-100, 110, n), rng.uniform(-0.9, 0.9, n))
     out["mu"][:, R], out["sd"][:, R] = 62.0, rng.uniform(22, 28, n)
     out["amp"][:, R] = rng.uniform(1.8, 2.8, n)
@@ -485,14 +518,7 @@ def atrial_waves(findings, prm, times, rng):
     t = np.arange(N_SAMPLES, dtype=np.float32) / FS
     af = np.flatnonzero(_has(findings, "AFIB"))
     if af.size:
-        m = af.size
-        f = rng.uniform(4.5, 8.0, (m, 3, 1))
-        drift = rng.uniform(-0.4, 0.4, (m, 3, 1))
-        phase = rng.uniform(0, 2 * np.pi, (m, 3, 1))
-        amps = rng.uniform(0.5, 1.0, (m, 3, 1)) / 3
-        wave = (amps * np.sin(2 * np.pi * (f + drift * t / SECONDS) * t + phase)).sum(1)
-        wave *= rng.uniform(0.05, 0.14, (m, 1)) / np.abs(wave).max(1, keepdims=True) * 1.5
-        out[af] = wave[:, None, :] * geo.unit(-0.25, 0.45, 0.86)[None, :, None]
+        out[af] = fibrillation_waves(af.size, t, rng)
     fl = np.flatnonzero(_has(findings, "AFLT"))
     if fl.size:
         fa = prm["flutter_rate"][fl, None] / 60.0
@@ -505,3 +531,25 @@ def atrial_waves(findings, prm, times, rng):
             None, :, None
         ]
     return out
+
+
+def fibrillation_waves(m: int, t: np.ndarray, rng) -> np.ndarray:
+    """Dipole f waves (m, 3, T): disorganised atrial activity at 4-9 Hz, fine or coarse.
+
+    Each dipole axis carries its own oscillation whose rate wanders (a random walk of the
+    frequency) and whose size waxes and wanes, so the waves change shape and direction from
+    second to second. About 45 % are fine (peak 0.02-0.05 mV, hardly visible), as in the
+    long-standing AF of older patients: then only the irregular RR and the missing P waves tell.
+    """
+    steps = len(t) // 50  # the rate and the size change every 0.1 s
+    f0 = rng.uniform(4.0, 9.0, (m, 1, 1))
+    walk = np.cumsum(rng.normal(0, 0.25, (m, 3, steps)), axis=2)
+    freq = np.repeat(np.clip(f0 + walk, 3.5, 10.0), 50, axis=2)[..., : len(t)]
+    phase = 2 * np.pi * np.cumsum(freq, axis=2) / FS + rng.uniform(0, 2 * np.pi, (m, 3, 1))
+    size = np.repeat(np.exp(np.cumsum(rng.normal(0, 0.12, (m, 3, steps)), axis=2)), 50, axis=2)[..., : len(t)]
+    wave = size * np.sin(phase)
+    # largest along the right atrium's axis (V1, inferior leads), as f waves usually are
+    wave *= (geo.unit(-0.25, 0.45, 0.86) * 0.7 + 0.3)[None, :, None]
+    peak = np.where(rng.random(m) < 0.45, rng.uniform(0.02, 0.05, m), rng.uniform(0.05, 0.2, m))
+    wave *= peak[:, None, None] / np.abs(wave).max((1, 2), keepdims=True)
+    return wave.astype(np.float32)
