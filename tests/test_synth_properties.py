@@ -1,8 +1,8 @@
-"""Properties of every simulated ECG, over 25,763 records: finite, physiological, exact limb
+"""Properties of every simulated ECG, over 27,779 records: finite, physiological, exact limb
 leads, and the rates, intervals and axes its findings promise (docs/synth.md, "Findings").
 
 Records, none left out: the sampler's own mix (5 seeds x 2048), every set of findings the sampler
-allows with one rhythm and up to three other findings (5141 sets), each forced on 3 ECGs (larger
+allows with one rhythm and up to three other findings (5813 sets), each forced on 3 ECGs (larger
 sets come from the mix), and the 100 ECGs of the blow-up reported in issue 10. Signals are simulated without noise, at the simulator's only
 rate, 500 Hz: the promises are about the heart, and noise is added after it. Each batch is one
 test case, so that a failure names the records (seed, index, findings) that broke a promise.
@@ -81,6 +81,7 @@ def _violations(batch, label: str) -> list[str]:
         "QTc outside 370-448 ms (+20 ms with a wide QRS)": ~has("LNGQT") & ~qtc_normal,
         "LAFB axis outside -80 to -45 degrees": has("LAFB") & ~within(axis, -80, -45),
         "LAD axis outside -44 to -30 degrees": has("LAD") & ~within(axis, -44, -30),
+        "RAD axis outside 100 to 140 degrees": has("RAD") & ~within(axis, 100, 140),
     }
     return [
         f"{label} record {j}: {what} ({', '.join(names_of(batch.findings[j]))})"

@@ -250,6 +250,7 @@ def test_bundle_branch_blocks(normal):
 def test_axis_deviation(normal):
     assert all(m.axis() <= -45 for m in measure(["LAFB"]))
     assert all(-47 < m.axis() <= -28 for m in measure(["LAD"]))
+    assert all(95 <= m.axis() <= 145 for m in measure(["RAD"]))
     assert all(m.axis() > -28 for m in normal)
 
 

@@ -66,7 +66,8 @@ def sample_subjects(m: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         "pr": np.clip(rng.normal(154, 20, m), 122, 196),
         "qrsd": np.clip(rng.normal(90, 7, m), 76, 104),
         "qtc": np.clip(rng.normal(398 + 10 * sex, 14, m), 370, 440),
-        "axis": np.clip(rng.normal(46, 18, m), -10, 78),  # frontal QRS axis (degrees)
+        # frontal QRS axis (degrees): normal adults span horizontal (about 0) to vertical (about 80)
+        "axis": np.clip(rng.normal(45, 22, m), -10, 80),
         "post": np.clip(rng.normal(-0.08, 0.1, m), -0.28, 0.15),  # anterior (+) / posterior (-) part of the main R vector
         "habitus": np.exp(rng.normal(-0.05 * sex, 0.16, m)),  # overall voltage (chest wall, body size)
         "p_amp": rng.uniform(0.1, 0.2, m),
@@ -118,6 +119,7 @@ def ecg_parameters(findings: np.ndarray, subj: dict, rng: np.random.Generator) -
     axis = subj["axis"] + rng.normal(0, 4, n)
     axis = np.where(has("LAD"), u(-42, -34), axis)
     axis = np.where(has("LAFB"), u(-78, -55), axis)
+    axis = np.where(has("RAD"), u(100, 140), axis)
 
     return {
         "hr": hr, "rr": rr, "pr": pr, "qtc": qtc, "qrsd": qrsd, "axis": axis,
@@ -149,7 +151,7 @@ def conducted_bumps(findings, subj, prm, rng):
     dirs[:, P] = _frontal(subj["p_axis"], 0.15)
     lae, rae = has("LAE"), has("RAE")
     if rae.any():  # P pulmonale: tall, peaked, vertical P (right atrium)
-        amp[rae, P] = u(0.26, 0.36)[rae]
+        amp[rae, P] = u(0.29, 0.38)[rae]  # >= 0.25 mV in II whatever its angle
         sd[rae, P] = u(14, 17)[rae]
         mu[rae, P] = -prm["pr"][rae] + 2.4 * sd[rae, P]
         dirs[rae, P] = _frontal(u(68, 82)[rae], 0.35)
@@ -310,7 +312,8 @@ def pvc_bumps(beat, findings, rng):
     n = len(findings)
     out = {k: v.copy() for k, v in beat.items()}
     out["amp"][:, [P, P2, QS, S, RP, DELTA, IQ, SPIKE, J]] = 0.0
-    focus = _frontal(rng.uniform(-100, 110, n), rng.uniform(-0.9, 0.9, n))
+    # a ventricular focus is never purely frontal: its wide complex is seen in the chest leads too
+    focus = _frontal(rng.uniform(-100, 110, n), rng.choice([-1.0, 1.0], n) * rng.uniform(0.35, 0.9, n))
     out["mu"][:, R], out["sd"][:, R] = 62.0, rng.uniform(22, 28, n)
     out["amp"][:, R] = rng.uniform(1.8, 2.8, n)
     out["dir"][:, R] = focus
@@ -349,7 +352,7 @@ def calibrate_axis(bumps, findings, prm) -> None:
     keep = _has(findings, "LBBB") | _has(findings, "PACE") | _has(findings, "WPW")
     # an infarct's own vector moves the axis, as it does in patients (unless the axis is the finding)
     infarct = _has(findings, "IMI") | _has(findings, "AMI") | _has(findings, "LMI")
-    keep |= infarct & ~(_has(findings, "LAD") | _has(findings, "LAFB"))
+    keep |= infarct & ~(_has(findings, "LAD") | _has(findings, "LAFB") | _has(findings, "RAD"))
     rows = np.flatnonzero(~keep)
     if not rows.size:
         return
