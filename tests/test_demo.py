@@ -69,3 +69,14 @@ def test_quick_demo_writes_results(tmp_path):
     import melp
 
     assert melp.load(results["model_dir"]).embed_text(["sinus rhythm."]).shape[0] == 1
+
+
+def test_results_md_lists_ludb_classes_with_enough_positives():
+    from melp.train.demo_report import summary_markdown
+
+    per_class = {"Sinus rhythm": {"auroc": 0.71, "n_pos": 143}, "Atrial fibrillation": {"auroc": 0.8, "n_pos": 15},
+                 "Aberrant conduction": {"auroc": 0.18, "n_pos": 1}}
+    md = summary_markdown({"ludb": {"zeroshot_macro_auroc": 0.6, "n": 200, "per_class": per_class}})
+    assert "| Sinus rhythm | 143 | 71.0 |" in md and "| Atrial fibrillation | 15 | 80.0 |" in md
+    assert md.index("Sinus rhythm | 143") < md.index("Atrial fibrillation | 15")  # most frequent first
+    assert "Aberrant conduction" not in md and "(2 of 3;" in md

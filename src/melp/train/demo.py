@@ -197,7 +197,9 @@ def evaluate(out: Path, model, caches: dict[str, Path], s: dict, real_data: Path
     if real_data is not None and s.get("ludb", True):
         r = evaluate_zeroshot(model, str(real_data / "ludb"), "ludb", n_boot=n_boot)
         write_zeroshot(out / "eval" / "zeroshot-ludb", r)
-        results["ludb"] = {"zeroshot_macro_auroc": r["macro_auroc"], "n": r["n"], "root": str(real_data / "ludb")}
+        results["ludb"] = {"zeroshot_macro_auroc": r["macro_auroc"], "n": r["n"], "root": str(real_data / "ludb"),
+                           "per_class": {name: {"auroc": c["auroc"], "n_pos": c["n_pos"]}
+                                         for name, c in r["per_class"].items()}}
     return results
 
 

@@ -100,6 +100,21 @@ def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
+LUDB_MIN_POSITIVES = 5  # below this a class's AUROC is mostly chance; all are in eval/zeroshot-ludb
+
+
+def _ludb_classes(per_class: dict) -> list[str]:
+    """The real-LUDB zero-shot table for classes with enough positive records, most frequent first."""
+    shown = sorted((c for c in per_class.items() if c[1]["n_pos"] >= LUDB_MIN_POSITIVES),
+                   key=lambda c: (-c[1]["n_pos"], c[0]))
+    if not shown:
+        return []
+    lines = ["", f"Real LUDB, zero-shot AUROC per class with >= {LUDB_MIN_POSITIVES} positive records "
+                 f"({len(shown)} of {len(per_class)}; every class in eval/zeroshot-ludb/results.md):", "",
+             "| class | positives | AUROC (%) |", "|---|---|---|"]
+    return lines + [f"| {name} | {c['n_pos']} | {_pct(c['auroc'])} |" for name, c in shown]
+
+
 def summary_markdown(results: dict) -> str:
     """The table printed at the end of the demo and written as results.md."""
     zs, probe, ret = results.get("zeroshot", {}), results.get("probe", {}), results.get("retrieval", {})
@@ -123,4 +138,5 @@ def summary_markdown(results: dict) -> str:
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     lines += ["", "Plots: plots/training_curves.png, plots/roc_*.png (auroc_*.png for many classes), "
                   "plots/example_12lead.png"]
+    lines += _ludb_classes(results.get("ludb", {}).get("per_class", {}))
     return "\n".join(lines) + "\n"
