@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
 from melp.eval import outputs
@@ -68,6 +67,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    import pandas as pd
+
     from melp.eval.embed import load_model
 
     model = load_model(args.model, needs_text="generate")

@@ -11,7 +11,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from melp.eval.descriptions import display_name
 
@@ -77,12 +76,16 @@ def write_scores(path: str | Path, record_ids, classes: list[str], labels: np.nd
     columns |= {f"score:{name}": scores[:, c] for c, name in enumerate(classes)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    import pandas as pd  # on first use, like matplotlib: the CLI's --help stays light
+
     pd.DataFrame(columns).to_csv(path, index=False)  # built at once: column inserts fragment a wide frame
     return path
 
 
 def read_scores(path: str | Path) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
     """Inverse of ``write_scores``: (record_ids, classes, labels, scores)."""
+    import pandas as pd
+
     table = pd.read_csv(path, dtype={"record_id": str})
     classes = [c[len("label:"):] for c in table.columns if c.startswith("label:")]
     labels = table[[f"label:{c}" for c in classes]].to_numpy()
