@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-from melp.cli import COMMANDS, main
+from melp.cli import COMMANDS, command_parser, main
 
 
 def test_help_lists_every_command(capsys):
@@ -34,7 +34,7 @@ HEAVY = ("torch", "transformers", "lightning", "sklearn", "matplotlib")
 # the heavy libraries that are loaded by then (one line per call).
 _HELP_PROBE = """
 import contextlib, io, sys
-from melp.cli import COMMANDS, main
+from melp.cli import COMMANDS, command_parser, main
 
 for argv in [["--help"], *([name, "--help"] for name in COMMANDS)]:
     with contextlib.redirect_stdout(io.StringIO()):
@@ -55,3 +55,13 @@ def test_help_does_not_import_heavy_libraries():
     assert len(loaded) == 1 + len(COMMANDS)
     # a failure names each command and what was loaded by the time its help was printed
     assert {call: libs for call, libs in loaded.items() if libs} == {}
+
+
+def test_set_takes_one_key_value_and_repeats_in_every_command():
+    for name in COMMANDS:
+        parser = command_parser(name)[1]
+        set_options = [a for a in parser._actions if "--set" in a.option_strings]
+        if not set_options:
+            continue
+        args = parser.parse_known_args(["--set", "a.b=1", "--set", "c=x=y"])[0]
+        assert getattr(args, set_options[0].dest) == ["a.b=1", "c=x=y"], name

@@ -46,6 +46,16 @@ def _top_parser() -> argparse.ArgumentParser:
     )
 
 
+def command_parser(name: str):
+    """(module, parser) of one sub-command; importing the module must stay cheap (no torch)."""
+    module_name, help_ = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"melp {name}", description=help_)
+    module.add_arguments(parser)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    return module, parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     top = _top_parser()
@@ -61,11 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         top.error(f"unknown command {name!r}; choose one of: {', '.join(COMMANDS)}")
-    module_name, help_ = COMMANDS[name]
-    module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"melp {name}", description=help_)
-    module.add_arguments(parser)
-    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    module, parser = command_parser(name)
     args = parser.parse_args(rest)
     try:
         code = module.run(args)

@@ -322,13 +322,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice; 1 can be faster on busy cores)")
-    parser.add_argument("--set", nargs="+", default=None, metavar="KEY=VALUE",
-                        help="override any config value by dotted path, e.g. optim.warmup_steps=50")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value by dotted path, e.g. optim.warmup_steps=50 (repeatable)")
 
 
 def config_from_args(args: argparse.Namespace) -> dict:
     """The preset/YAML with ``--set`` and then the named options applied."""
-    cfg = apply_overrides(load_config(args.config), args.set)
+    cfg = apply_overrides(load_config(args.config), args.overrides)
     named = {
         ("data", "caches"): args.cache, ("data", "texts"): args.text, ("data", "max_length"): args.max_length,
         ("train", "batch_size"): args.batch_size, ("optim", "lr"): args.lr, ("output", "dir"): args.out,
