@@ -9,6 +9,7 @@ Re-running the same command after an interruption resumes: finished shards are k
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 from pathlib import Path
 
@@ -42,6 +43,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "records, flag them in the index's quality column (default), or off")
     parser.add_argument("--overwrite", action="store_true", help="discard what --out holds and start over")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def first_reject_per_kind(rejects_csv: Path) -> dict[str, tuple[str, str]]:
+    """kind (``reason_group``) -> the first (record, full reason) of that kind in rejects.csv."""
+    from melp.data.cache import reason_group
+
+    first: dict[str, tuple[str, str]] = {}
+    with open(rejects_csv, newline="") as f:
+        for row in csv.DictReader(f):
+            first.setdefault(reason_group(row["reason"]), (row["record"], row["reason"]))
+    return first
+
+
+def print_rejects(rejects_csv: Path, by_kind: dict[str, int]) -> None:
+    """Counts per kind of reject, each with one reason quoted whole (its paths intact: the kind
+    replaces them by <path>, which alone would not say which file to look at)."""
+    if not by_kind:
+        return
+    examples = first_reject_per_kind(rejects_csv)
+    for kind, n in by_kind.items():
+        print(f"  rejected {n:>7}  {kind}")
+        if kind in examples:
+            record, reason = examples[kind]
+            print(f"{'':20}e.g. {record}: {reason}")
+    print(f"  every rejected record with its reason: {rejects_csv}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,8 +108,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.out}: {counts['records_written']} of {counts['records_in_table']} table records written "
           f"({counts['windows_written']} windows), {counts['rejected']} rejected")
-    for reason, n in counts["rejected_by_reason"].items():
-        print(f"  rejected {n:>7}  {reason}")
+    print_rejects(Path(args.out) / "rejects.csv", counts["rejected_by_reason"])
     if counts["quality_flagged"]:
         print(f"  {counts['quality_flagged']} records flagged by the signal-quality gate (index column 'quality')")
     if counts["clipped_windows"]:
