@@ -276,12 +276,35 @@ def test_code15_hdf5_rows_cache(tmp_path):
     assert cache.index.loc[i, "labels_code15"] == ["1dAVb"]
 
 
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("melp prepare: error: "), err
+    return err
+
+
 def test_prepare_cli_errors_name_the_problem(tmp_path, capsys):
-    assert melp_main(["prepare", "ludb", "--root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c")]) == 1
-    assert "is not a folder" in capsys.readouterr().err
-    assert melp_main(["prepare", "ludb", "--root", str(tmp_path), "--out", str(tmp_path / "c")]) == 1
-    assert "ludb.csv: missing" in capsys.readouterr().err
+    assert melp_main(["prepare", "ludb", "--root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c")]) == 2
+    assert f"--root {tmp_path / 'nowhere'}: no such folder" in _one_line_error(capsys)
+    assert melp_main(["prepare", "ludb", "--root", str(tmp_path), "--out", str(tmp_path / "c")]) == 2
+    assert f"{tmp_path / 'ludb.csv'}: missing" in _one_line_error(capsys)
     assert melp_main(["prepare"]) == 2
+    assert "DATASET, --root and --out are required" in _one_line_error(capsys)
+
+
+def test_prepare_out_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
+    root = _mimic(tmp_path, 2)
+    out = tmp_path / "cache.txt"
+    out.write_text("not a cache")
+    assert melp_main(["prepare", "mimic-iv-ecg", "--root", str(root), "--out", str(out)]) == 2
+    assert f"--out {out}: is a file, not a cache folder" in _one_line_error(capsys)
+    assert out.read_text() == "not a cache"
+
+
+def test_prepare_unknown_dataset_is_a_one_line_error(tmp_path, capsys):
+    assert melp_main(["prepare", "ptb-xl", "--root", str(tmp_path), "--out", str(tmp_path / "c")]) == 2
+    err = _one_line_error(capsys)
+    assert "unknown dataset 'ptb-xl'" in err and "ptbxl" in err
+    assert not (tmp_path / "c").exists()
 
 
 def test_missing_leads_rejected_or_zero_filled(tmp_path):

@@ -17,7 +17,9 @@ from melp.data.adapters import ADAPTERS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", nargs="?", choices=list(ADAPTERS), help="dataset layout to read")
+    # checked in run(), not by argparse choices: a wrong name is then the CLI's one-line error (exit 2)
+    parser.add_argument("dataset", nargs="?", metavar="DATASET",
+                        help=f"dataset layout to read: one of {', '.join(ADAPTERS)}")
     parser.add_argument("--root", help="the dataset's own top folder, as distributed")
     parser.add_argument("--out", help="cache folder to write (resumed if it holds an unfinished build)")
     parser.add_argument("--verify", metavar="CACHE", help="check an existing cache instead of building one: "
@@ -70,10 +72,28 @@ def print_rejects(rejects_csv: Path, by_kind: dict[str, int]) -> None:
     print(f"  every rejected record with its reason: {rejects_csv}")
 
 
+def check_build_args(args: argparse.Namespace) -> None:
+    """User mistakes found before any work, raised as the errors that the CLI prints on one line
+    with exit code 2 (melp.cli.USER_ERRORS)."""
+    if not (args.dataset and args.root and args.out):
+        raise ValueError("DATASET, --root and --out are required (or --verify CACHE)")
+    if args.dataset not in ADAPTERS:
+        raise ValueError(f"unknown dataset {args.dataset!r}; choose one of: {', '.join(ADAPTERS)}")
+    root, out = Path(args.root), Path(args.out)
+    if not root.exists():
+        raise FileNotFoundError(f"--root {root}: no such folder")
+    if not root.is_dir():
+        raise NotADirectoryError(f"--root {root}: is a file, not the dataset's folder")
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out}: is a file, not a cache folder")
+
+
 def run(args: argparse.Namespace) -> int:
     from melp.data.cache import DEFAULT_SHARD_SIZE, build_cache, verify_cache
 
     if args.verify:
+        if not Path(args.verify).is_dir():
+            raise NotADirectoryError(f"--verify {args.verify}: not a cache folder")
         problems = verify_cache(args.verify, quick=args.quick)
         if problems:
             print(f"cache {args.verify}: {len(problems)} problem(s)", file=sys.stderr)
@@ -82,16 +102,11 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(f"cache {args.verify}: OK")
         return 0
-    if not (args.dataset and args.root and args.out):
-        print("melp prepare: DATASET, --root and --out are required (or --verify CACHE)", file=sys.stderr)
-        return 2
+    check_build_args(args)
 
     from melp.data.adapters import get_adapter
     from melp.data.preprocess import PreprocessConfig
 
-    if not Path(args.root).is_dir():
-        print(f"melp prepare: --root {args.root} is not a folder", file=sys.stderr)
-        return 1
     cfg = PreprocessConfig(
         fs=args.fs, seconds=args.seconds, windows=args.windows,
         bandpass=tuple(args.bandpass) if args.bandpass else None, normalize=args.normalize,
@@ -103,9 +118,11 @@ def run(args: argparse.Namespace) -> int:
             dtype=args.dtype, overwrite=args.overwrite, progress=not args.quiet,
             allow_missing_leads=args.allow_missing_leads, quality=args.quality,
         )
-    except (FileNotFoundError, ValueError, RuntimeError) as e:  # a wrong layout or folder: say what, no traceback
-        print(f"melp prepare {args.dataset}: {e}", file=sys.stderr)
+    except RuntimeError as e:  # another build holds the cache: not the user's input, so exit 1
+        print(f"melp prepare: error: {e}", file=sys.stderr)
         return 1
+    # a dataset folder in the wrong layout raises FileNotFoundError/ValueError: the CLI prints it
+    # on one line with exit code 2, like the checks above
     print(f"{args.out}: {counts['records_written']} of {counts['records_in_table']} table records written "
           f"({counts['windows_written']} windows), {counts['rejected']} rejected")
     print_rejects(Path(args.out) / "rejects.csv", counts["rejected_by_reason"])
