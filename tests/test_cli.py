@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-from melp.cli import COMMANDS, command_parser, main
+from melp.cli import COMMANDS, _top_parser, command_parser, main
 
 
 def test_help_lists_every_command(capsys):
@@ -34,7 +34,7 @@ HEAVY = ("torch", "transformers", "lightning", "sklearn", "matplotlib")
 # the heavy libraries that are loaded by then (one line per call).
 _HELP_PROBE = """
 import contextlib, io, sys
-from melp.cli import COMMANDS, command_parser, main
+from melp.cli import COMMANDS, _top_parser, command_parser, main
 
 for argv in [["--help"], *([name, "--help"] for name in COMMANDS)]:
     with contextlib.redirect_stdout(io.StringIO()):
@@ -65,3 +65,11 @@ def test_set_takes_one_key_value_and_repeats_in_every_command():
             continue
         args = parser.parse_known_args(["--set", "a.b=1", "--set", "c=x=y"])[0]
         assert getattr(args, set_options[0].dest) == ["a.b=1", "c=x=y"], name
+
+
+def test_every_option_and_argument_of_every_command_has_help():
+    parsers = {"melp": _top_parser(), **{name: command_parser(name)[1] for name in COMMANDS}}
+    missing = [f"{name} {(action.option_strings or [action.dest])[0]}" for name, parser in parsers.items()
+               for action in parser._actions
+               if action.dest != "help" and not (action.help or "").strip()]
+    assert missing == []

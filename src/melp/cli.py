@@ -38,12 +38,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def _top_parser() -> argparse.ArgumentParser:
     lines = "\n".join(f"  {name:<14} {help_}" for name, (_, help_) in COMMANDS.items())
-    return argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="melp",
         description="MELP: multi-scale ECG-language pretraining toolkit.",
         epilog=f"commands:\n{lines}\n\nRun `melp COMMAND --help` for a command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    return parser
 
 
 def command_parser(name: str):
@@ -59,7 +61,6 @@ def command_parser(name: str):
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     top = _top_parser()
-    top.add_argument("--version", action="store_true", help="print the version and exit")
     if not argv or argv[0] in ("-h", "--help"):
         top.print_help()
         return 0
