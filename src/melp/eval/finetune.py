@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from melp.eval import outputs
 from melp.eval.cli_common import add_model_and_data
 from melp.eval.data import as_eval_set, load_eval_set
 from melp.eval.probe import probe_split, seed_result, summarize_seeds, write_seeded
@@ -59,6 +60,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from melp.eval.embed import load_model
 
+    outputs.check_output(args.out)
     model = load_model(args.model)
     data = load_eval_set(args.root, args.dataset, model.config.preprocess, n=args.n, seed=args.seed,
                          allow_missing_leads=args.allow_missing_leads)
@@ -66,7 +68,8 @@ def run(args) -> int:
                                patience=args.patience, lr=args.lr, head_lr=10 * args.lr,
                                batch_size=args.batch_size, n_boot=args.bootstrap)
     result["model"] = str(args.model)
-    write_seeded(args.out, result, f"fine-tuning {args.dataset}, {args.fraction:g} of train")
+    with outputs.output_folder(args.out) as out:
+        write_seeded(out, result, f"fine-tuning {args.dataset}, {args.fraction:g} of train")
     print((Path(args.out) / "results.md").read_text())
     print(f"written to {args.out}")
     return 0

@@ -218,6 +218,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from melp.eval.embed import load_model
 
+    outputs.check_output(args.out)
     model = load_model(args.model)
     data = load_eval_set(args.root, args.dataset, model.config.preprocess, n=args.n, seed=args.seed,
                          allow_missing_leads=args.allow_missing_leads)
@@ -225,7 +226,8 @@ def run(args) -> int:
                             patience=args.patience, n_boot=args.bootstrap)
     result["model"] = str(args.model)
     title = f"linear probe {args.dataset}, {args.fraction:g} of train"
-    write_seeded(args.out, result, title)
+    with outputs.output_folder(args.out) as out:
+        write_seeded(out, result, title)
     print((Path(args.out) / "results.md").read_text())
     print(f"written to {args.out}")
     return 0
