@@ -239,6 +239,30 @@ def test_reject_reasons_are_grouped_by_kind():
     assert reason_group("report shorter than 4 words") == "report shorter than 4 words"
 
 
+def test_reject_kinds_replace_paths_even_with_colons():
+    from melp.data.cache import reason_group
+    assert reason_group("listed in /d/run:2/meta.csv but /d/run:2/a.h5 is missing") == \
+        "listed in <path> but <path> is missing"
+    assert reason_group("ValueError: /d/run:2/a: fails the signal-quality gate: flat") == \
+        "ValueError: fails the signal-quality gate"
+
+
+def test_prepare_prints_and_writes_reject_reasons_with_their_paths_intact(tmp_path, capsys):
+    # a dataset folder whose path holds ':' and ',' (a reader error quotes that path)
+    root = write_mimic(tmp_path / "run:2,copy" / "mimic", [["Sinus rhythm", "normal ECG"]] * 2)
+    dat = next((root / "files").rglob("40689238.dat"))
+    dat.write_bytes(dat.read_bytes()[:1000])
+    out = tmp_path / "cache"
+    assert melp_main(["prepare", "mimic-iv-ecg", "--root", str(root), "--out", str(out), "--quiet"]) == 0
+    rejects = pd.read_csv(out / "rejects.csv", dtype=str)
+    reason = rejects.loc[0, "reason"]
+    assert str(dat) in reason and reason.startswith("RecordError: ")
+    printed = capsys.readouterr().out
+    assert "rejected       1  RecordError: truncated\n" in printed
+    assert f"e.g. 40689238: {reason}\n" in printed  # the whole reason, path included
+    assert f"every rejected record with its reason: {out / 'rejects.csv'}" in printed
+
+
 def test_code15_hdf5_rows_cache(tmp_path):
     from melp.data.preprocess import prepare_signal
     from datafixtures import write_code15
@@ -252,12 +276,35 @@ def test_code15_hdf5_rows_cache(tmp_path):
     assert cache.index.loc[i, "labels_code15"] == ["1dAVb"]
 
 
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("melp prepare: error: "), err
+    return err
+
+
 def test_prepare_cli_errors_name_the_problem(tmp_path, capsys):
-    assert melp_main(["prepare", "ludb", "--root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c")]) == 1
-    assert "is not a folder" in capsys.readouterr().err
-    assert melp_main(["prepare", "ludb", "--root", str(tmp_path), "--out", str(tmp_path / "c")]) == 1
-    assert "ludb.csv: missing" in capsys.readouterr().err
+    assert melp_main(["prepare", "ludb", "--root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c")]) == 2
+    assert f"--root {tmp_path / 'nowhere'}: no such folder" in _one_line_error(capsys)
+    assert melp_main(["prepare", "ludb", "--root", str(tmp_path), "--out", str(tmp_path / "c")]) == 2
+    assert f"{tmp_path / 'ludb.csv'}: missing" in _one_line_error(capsys)
     assert melp_main(["prepare"]) == 2
+    assert "DATASET, --root and --out are required" in _one_line_error(capsys)
+
+
+def test_prepare_out_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
+    root = _mimic(tmp_path, 2)
+    out = tmp_path / "cache.txt"
+    out.write_text("not a cache")
+    assert melp_main(["prepare", "mimic-iv-ecg", "--root", str(root), "--out", str(out)]) == 2
+    assert f"--out {out}: is a file, not a cache folder" in _one_line_error(capsys)
+    assert out.read_text() == "not a cache"
+
+
+def test_prepare_unknown_dataset_is_a_one_line_error(tmp_path, capsys):
+    assert melp_main(["prepare", "ptb-xl", "--root", str(tmp_path), "--out", str(tmp_path / "c")]) == 2
+    err = _one_line_error(capsys)
+    assert "unknown dataset 'ptb-xl'" in err and "ptbxl" in err
+    assert not (tmp_path / "c").exists()
 
 
 def test_missing_leads_rejected_or_zero_filled(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_train import micro_model_yaml
+from trainfixtures import micro_model_yaml
 
 
 def test_chance_recall_counts_duplicate_reports():

@@ -391,3 +391,52 @@ def test_classify_passes_a_real_record_and_refuses_bad_labels(real_data, model_d
     for labels in (["a", ""], ["a", "a"]):
         assert main(["classify", str(record), "--model", str(model_dir), "--labels", *labels]) == 2
         assert "labels" in capsys.readouterr().err
+
+
+EVAL_COMMANDS = {  # cheap arguments of every command that writes an --out folder
+    "zeroshot": ["--dataset", "synth", "--n", "20", "--bootstrap", "10"],
+    "probe": ["--dataset", "synth", "--n", "40", "--fraction", "0.1", "--epochs", "1", "--bootstrap", "10"],
+    "finetune": ["--dataset", "synth", "--n", "20", "--epochs", "1", "--batch-size", "16", "--bootstrap", "10"],
+    "retrieve": ["--root", "PAIRS", "--split", "all"],
+    "generate": ["--root", "PAIRS", "--split", "all", "--max-records", "2", "--beams", "1", "--max-len", "4"],
+    "bench-all": ["--config", "BENCH"],
+}
+
+
+def _command(name, model_dir, pairs_cache, tmp_path, out):
+    config = tmp_path / "bench.yaml"
+    config.write_text("bootstrap: 10\ntasks:\n  - {task: synth, n: 20}\nprotocols: [zeroshot]\n")
+    args = [{"PAIRS": str(pairs_cache), "BENCH": str(config)}.get(a, a) for a in EVAL_COMMANDS[name]]
+    return [name, "--model", str(model_dir), *args, "--out", str(out)]
+
+
+@pytest.mark.parametrize("name", list(EVAL_COMMANDS))
+def test_a_run_killed_while_writing_leaves_no_partial_output(name, model_dir, reuse_model, pairs_cache,
+                                                             tmp_path, monkeypatch):
+    from melp.eval import outputs
+
+    runs = tmp_path / "runs"
+    earlier, fresh = runs / "earlier", runs / "fresh"
+    assert main(_command(name, model_dir, pairs_cache, tmp_path, earlier)) == 0
+    before = {p.relative_to(earlier): p.read_bytes() for p in earlier.rglob("*") if p.is_file()}
+    write_json = outputs.write_json
+
+    def dies_after_writing(path, obj):  # a file written, then the run dies: the folder is half-written
+        write_json(path, obj)
+        raise RuntimeError("killed while writing")
+
+    monkeypatch.setattr(outputs, "write_json", dies_after_writing)
+    for out in (earlier, fresh):
+        with pytest.raises(RuntimeError, match="killed while writing"):
+            main(_command(name, model_dir, pairs_cache, tmp_path, out))
+    assert sorted(p.name for p in runs.iterdir()) == ["earlier"]  # no fresh/, no temporary sibling
+    assert {p.relative_to(earlier): p.read_bytes() for p in earlier.rglob("*") if p.is_file()} == before
+
+
+def test_out_that_is_not_an_earlier_output_is_refused_before_any_work(model_dir, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(_command("zeroshot", model_dir, None, tmp_path, out)) == 2
+    assert "not an earlier output" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]

@@ -81,7 +81,7 @@ def test_pretrain_text_lowers_mlm_loss_and_writes_a_loadable_hf_folder(tmp_path,
     out = tmp_path / "stage1"
     code = main(["pretrain-text", "--cache", str(sim_cache), "--text", str(extra), "--model", str(base),
                  "--out", str(out), "--steps", "100", "--batch-size", "8", "--lr", "5e-3", "--seed", "1",
-                 "--set", "optim.warmup_steps=5", "train.log_every=50", "data.eval_fraction=0.25"])
+                 "--set", "optim.warmup_steps=5", "--set", "train.log_every=50", "--set", "data.eval_fraction=0.25"])
     assert code == 0
 
     log = json.loads((out / "train_log.json").read_text())
@@ -169,7 +169,7 @@ def test_command_line_overrides_the_preset():
     parser = argparse.ArgumentParser()
     tp.add_arguments(parser)
     args = parser.parse_args(["--cache", "c1", "c2", "--epochs", "2", "--max-length", "32",
-                              "--set", "optim.schedule=cosine", "seed=5"])
+                              "--set", "optim.schedule=cosine", "--set", "seed=5"])
     cfg = tp.config_from_args(args)
     assert cfg["data"]["caches"] == ["c1", "c2"] and cfg["data"]["max_length"] == 32
     assert cfg["train"]["steps"] is None and cfg["train"]["epochs"] == 2

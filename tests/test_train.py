@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import yaml
 from melp.train.config import apply_overrides, load_config
 from melp.train.checkpoints import damage
 from melp.train.lightning_module import cosine_restarts, mask_leads, param_groups, recall_at_k, warmup_cosine
+from trainfixtures import KILL_POINTS, KILL_RUN, killed_run, melp_cmd, micro_setup, run_env, weights, write_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,66 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 # ----------------------------------------------------------------------------- fixtures
 
 
-def micro_model_yaml(path: Path, text_dir: Path) -> Path:
-    """The tiny preset's structure at a width that trains in milliseconds per step."""
-    from melp.models.config import MELPConfig
-
-    cfg = MELPConfig.from_preset("tiny").to_dict()
-    cfg["name"] = "micro"
-    cfg["embed_dim"] = 32
-    cfg["ecg"].update(conv_dim=16, conv_kernels=[5, 2, 2], conv_strides=[5, 2, 2], width=32, layers=1,
-                      heads=2, ffn_dim=64, pos_conv_kernel=8, pos_conv_groups=4)
-    cfg["poolers"].update(caption_queries=8, caption_heads=2, n_beats=4, beat_heads=2)
-    cfg["decoder"].update(width=32, layers=1, heads=2)
-    cfg["text"].update(source=str(text_dir), max_length=48)
-    cfg["preprocess"].update(fs=100)
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
 @pytest.fixture(scope="module")
 def micro(tmp_path_factory):
     """(micro training config dict, folder) on a 96-record simulated MIMIC-IV-ECG-layout cache."""
-    from melp import synth
-    from melp.data.adapters import get_adapter
-    from melp.data.cache import build_cache
-    from melp.data.preprocess import PreprocessConfig
-    from melp.models.text_encoder import build_random_text_model
-
     root = tmp_path_factory.mktemp("train")
-    synth.export("mimic-iv-ecg", root / "mimic", n=96, seed=3)
-    build_cache(get_adapter("mimic-iv-ecg"), root / "mimic", root / "cache", PreprocessConfig(fs=100),
-                progress=False)
-    text = build_random_text_model(root / "text", hidden_size=32, layers=2, heads=2, intermediate_size=64)
-    model_yaml = micro_model_yaml(root / "micro_model.yaml", text)
-    cfg = apply_overrides(load_config("tiny"), [
-        f"model={model_yaml}", f"data.cache={root / 'cache'}", "data.batch_size=8",
-        # 96 records split 98/1/1 by subject leave (almost) no val pairs: validate on train pairs here
-        "data.val_split=train", "trainer.max_epochs=2", "trainer.log_every_n_steps=1", "optim.warmup_steps=3",
-    ])
-    return cfg, root
-
-
-def write_config(cfg: dict, path: Path, **sets) -> Path:
-    cfg = apply_overrides(cfg, [f"{k}={v}" for k, v in sets.items()])
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def melp_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "melp.cli", *args]
-
-
-def run_env() -> dict:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.setdefault("OMP_NUM_THREADS", "1")  # the same thread count in every run: same float results
-    return env
-
-
-def weights(model_dir: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    return load_file(str(model_dir / "model.safetensors"))
+    return micro_setup(root), root
 
 
 # ----------------------------------------------------------------------------- units
@@ -248,55 +193,12 @@ def test_kill_9_then_resume_gives_the_same_weights(micro, tmp_path):
     assert sorted(set(steps_b)) == sorted(set(steps_a))
 
 
-# Kill points, injected into a `melp pretrain` process: SIGKILL itself at an exact place.
-KILL_POINTS = {
-    # the 14th optimiser step, in the second epoch (11 steps per epoch)
-    "step": """
-from melp.train.lightning_module import MELPLightning
-step = MELPLightning.training_step
-def killing_step(self, batch, i):
-    if self.global_step == 13:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return step(self, batch, i)
-MELPLightning.training_step = killing_step
-""",
-    # half-way through writing the second epoch-end checkpoint
-    "checkpoint": """
-import torch, melp.train.checkpoints as ck
-save, calls = torch.save, []
-def killing_save(obj, path, *a, **k):
-    calls.append(path)
-    save(obj, path, *a, **k)
-    if len(calls) == 2:
-        os.truncate(path, os.path.getsize(path) // 2)
-        os.kill(os.getpid(), signal.SIGKILL)
-ck.torch.save = killing_save
-""",
-    # in the final model-folder write, after the ECG weights and before the rename
-    "model-folder": """
-import melp.models.melp as m
-save_file = m.save_file
-def killing_save_file(*a, **k):
-    save_file(*a, **k)
-    os.kill(os.getpid(), signal.SIGKILL)
-m.save_file = killing_save_file
-""",
-}
-
-
-def killed_run(config: Path, out: Path, point: str) -> None:
-    code = f"import os, signal, sys\n{KILL_POINTS[point]}\nfrom melp.cli import main\n" \
-           f"sys.exit(main(['pretrain', '--config', {str(config)!r}, '--out', {str(out)!r}]))"
-    proc = subprocess.run([sys.executable, "-c", code], env=run_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
-
-
 @pytest.fixture(scope="module")
 def no_val(micro, tmp_path_factory):
     """(config without validation, the uninterrupted run's folder)."""
     cfg, _ = micro
     root = tmp_path_factory.mktemp("noval")
-    config = write_config(cfg, root / "cfg.yaml", **{"data.val_split": "null", "trainer.max_epochs": 2})
+    config = write_config(cfg, root / "cfg.yaml", **KILL_RUN)
     done = subprocess.run(melp_cmd("pretrain", "--config", str(config), "--out", str(root / "straight")),
                           env=run_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -325,7 +227,8 @@ def test_kill_9_at_each_point_then_resume_gives_the_same_weights(no_val, tmp_pat
 
     config, straight = no_val
     out = tmp_path / "run"
-    killed_run(config, out, point)
+    proc = killed_run(config, out, point)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     assert not (out / "model").exists()
     for ckpt in out.rglob("[!.]*.ckpt"):  # a half-written file is a hidden temporary, never a .ckpt
         assert damage(ckpt) is None, ckpt

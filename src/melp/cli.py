@@ -38,18 +38,29 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def _top_parser() -> argparse.ArgumentParser:
     lines = "\n".join(f"  {name:<14} {help_}" for name, (_, help_) in COMMANDS.items())
-    return argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="melp",
         description="MELP: multi-scale ECG-language pretraining toolkit.",
         epilog=f"commands:\n{lines}\n\nRun `melp COMMAND --help` for a command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    return parser
+
+
+def command_parser(name: str):
+    """(module, parser) of one sub-command; importing the module must stay cheap (no torch)."""
+    module_name, help_ = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"melp {name}", description=help_)
+    module.add_arguments(parser)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    return module, parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     top = _top_parser()
-    top.add_argument("--version", action="store_true", help="print the version and exit")
     if not argv or argv[0] in ("-h", "--help"):
         top.print_help()
         return 0
@@ -61,11 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         top.error(f"unknown command {name!r}; choose one of: {', '.join(COMMANDS)}")
-    module_name, help_ = COMMANDS[name]
-    module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"melp {name}", description=help_)
-    module.add_arguments(parser)
-    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    module, parser = command_parser(name)
     args = parser.parse_args(rest)
     try:
         code = module.run(args)

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import time
 from collections import Counter
 from multiprocessing import get_context
@@ -48,6 +49,9 @@ INT16_SCALE_MV = 0.001  # int16 storage: 1 unit = 1 uV, so +-32.767 mV fit
 DEFAULT_SHARD_SIZE = 256  # records per shard: ~30 MB of int16 at 12 x 5000
 # Test hook only: seconds each shard sleeps before it is written, so a test can kill mid-run.
 _SLOW_ENV = "MELP_PREPARE_SLOW_SHARD_S"
+# A path in a reject's reason: a run of non-blanks holding a '/' or '\' (it may hold ':' too),
+# without the punctuation that ends its clause ("…/1.dat: truncated", "in /r/meta.csv, …").
+_PATH = re.compile(r"\S*[/\\]\S*?(?=[:,;.)]?(?:\s|$))")
 
 
 # ----------------------------------------------------------------------------- atomic files
@@ -166,11 +170,11 @@ def writer_lock(out: Path):
 
 
 def reason_group(reason: str) -> str:
-    """The kind of a reject, to count them: file names dropped, and for reader errors
-    ("Type: path: problem: details") only the type and the problem's first clause."""
-    words = [w for w in reason.split() if "/" not in w]
-    parts = " ".join(words).split(": ")
-    return ": ".join(parts[:2] if len(parts) > 2 else parts)[:80]
+    """The kind of a reject, to count them: each path becomes ``<path>``, and of a reader error
+    ("Type: path: problem: details") only the type and the problem's first clause are kept.
+    The full reason stays in rejects.csv; this is only the key of the printed counts."""
+    parts = [p for p in _PATH.sub("<path>", reason).split(": ") if p != "<path>"]
+    return ": ".join(parts[:2])[:80]
 
 
 def build_cache(

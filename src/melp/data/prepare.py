@@ -9,6 +9,7 @@ Re-running the same command after an interruption resumes: finished shards are k
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from melp.data.adapters import ADAPTERS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", nargs="?", choices=list(ADAPTERS), help="dataset layout to read")
+    # checked in run(), not by argparse choices: a wrong name is then the CLI's one-line error (exit 2)
+    parser.add_argument("dataset", nargs="?", metavar="DATASET",
+                        help=f"dataset layout to read: one of {', '.join(ADAPTERS)}")
     parser.add_argument("--root", help="the dataset's own top folder, as distributed")
     parser.add_argument("--out", help="cache folder to write (resumed if it holds an unfinished build)")
     parser.add_argument("--verify", metavar="CACHE", help="check an existing cache instead of building one: "
@@ -44,10 +47,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def first_reject_per_kind(rejects_csv: Path) -> dict[str, tuple[str, str]]:
+    """kind (``reason_group``) -> the first (record, full reason) of that kind in rejects.csv."""
+    from melp.data.cache import reason_group
+
+    first: dict[str, tuple[str, str]] = {}
+    with open(rejects_csv, newline="") as f:
+        for row in csv.DictReader(f):
+            first.setdefault(reason_group(row["reason"]), (row["record"], row["reason"]))
+    return first
+
+
+def print_rejects(rejects_csv: Path, by_kind: dict[str, int]) -> None:
+    """Counts per kind of reject, each with one reason quoted whole (its paths intact: the kind
+    replaces them by <path>, which alone would not say which file to look at)."""
+    if not by_kind:
+        return
+    examples = first_reject_per_kind(rejects_csv)
+    for kind, n in by_kind.items():
+        print(f"  rejected {n:>7}  {kind}")
+        if kind in examples:
+            record, reason = examples[kind]
+            print(f"{'':20}e.g. {record}: {reason}")
+    print(f"  every rejected record with its reason: {rejects_csv}")
+
+
+def check_build_args(args: argparse.Namespace) -> None:
+    """User mistakes found before any work, raised as the errors that the CLI prints on one line
+    with exit code 2 (melp.cli.USER_ERRORS)."""
+    if not (args.dataset and args.root and args.out):
+        raise ValueError("DATASET, --root and --out are required (or --verify CACHE)")
+    if args.dataset not in ADAPTERS:
+        raise ValueError(f"unknown dataset {args.dataset!r}; choose one of: {', '.join(ADAPTERS)}")
+    root, out = Path(args.root), Path(args.out)
+    if not root.exists():
+        raise FileNotFoundError(f"--root {root}: no such folder")
+    if not root.is_dir():
+        raise NotADirectoryError(f"--root {root}: is a file, not the dataset's folder")
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out}: is a file, not a cache folder")
+
+
 def run(args: argparse.Namespace) -> int:
     from melp.data.cache import DEFAULT_SHARD_SIZE, build_cache, verify_cache
 
     if args.verify:
+        if not Path(args.verify).is_dir():
+            raise NotADirectoryError(f"--verify {args.verify}: not a cache folder")
         problems = verify_cache(args.verify, quick=args.quick)
         if problems:
             print(f"cache {args.verify}: {len(problems)} problem(s)", file=sys.stderr)
@@ -56,16 +102,11 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(f"cache {args.verify}: OK")
         return 0
-    if not (args.dataset and args.root and args.out):
-        print("melp prepare: DATASET, --root and --out are required (or --verify CACHE)", file=sys.stderr)
-        return 2
+    check_build_args(args)
 
     from melp.data.adapters import get_adapter
     from melp.data.preprocess import PreprocessConfig
 
-    if not Path(args.root).is_dir():
-        print(f"melp prepare: --root {args.root} is not a folder", file=sys.stderr)
-        return 1
     cfg = PreprocessConfig(
         fs=args.fs, seconds=args.seconds, windows=args.windows,
         bandpass=tuple(args.bandpass) if args.bandpass else None, normalize=args.normalize,
@@ -77,13 +118,14 @@ def run(args: argparse.Namespace) -> int:
             dtype=args.dtype, overwrite=args.overwrite, progress=not args.quiet,
             allow_missing_leads=args.allow_missing_leads, quality=args.quality,
         )
-    except (FileNotFoundError, ValueError, RuntimeError) as e:  # a wrong layout or folder: say what, no traceback
-        print(f"melp prepare {args.dataset}: {e}", file=sys.stderr)
+    except RuntimeError as e:  # another build holds the cache: not the user's input, so exit 1
+        print(f"melp prepare: error: {e}", file=sys.stderr)
         return 1
+    # a dataset folder in the wrong layout raises FileNotFoundError/ValueError: the CLI prints it
+    # on one line with exit code 2, like the checks above
     print(f"{args.out}: {counts['records_written']} of {counts['records_in_table']} table records written "
           f"({counts['windows_written']} windows), {counts['rejected']} rejected")
-    for reason, n in counts["rejected_by_reason"].items():
-        print(f"  rejected {n:>7}  {reason}")
+    print_rejects(Path(args.out) / "rejects.csv", counts["rejected_by_reason"])
     if counts["quality_flagged"]:
         print(f"  {counts['quality_flagged']} records flagged by the signal-quality gate (index column 'quality')")
     if counts["clipped_windows"]:

@@ -13,7 +13,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from scipy import signal as sps
 
 NORMALIZE_MODES = ("minmax", "zscore", "none")
 WINDOW_MODES = ("first", "all")
@@ -71,12 +70,16 @@ def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
     """Polyphase resampling along the last axis (anti-aliased)."""
     if abs(fs_in - fs_out) < 1e-9:
         return x
+    from scipy import signal as sps  # here, not at the top: the CLI's --help must not pay for scipy
+
     ratio = Fraction(fs_out / fs_in).limit_denominator(1000)
     return sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
 
 
 def bandpass(x: np.ndarray, fs: float, low: float, high: float, order: int = 3) -> np.ndarray:
     """Zero-phase Butterworth band-pass (low == 0 gives a low-pass)."""
+    from scipy import signal as sps
+
     high = min(high, 0.45 * fs)
     if low > 0:
         sos = sps.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")

@@ -174,8 +174,10 @@ def run(args) -> int:
     from melp.eval.embed import load_model
 
     config = load_config(args.config)
+    outputs.check_output(args.out)
     model = load_model(args.model)
-    run_bench(model, config, args.out)
+    with outputs.output_folder(args.out) as out:
+        run_bench(model, config, out)
     print((Path(args.out) / "results.md").read_text())
     print(f"written to {args.out}")
     return 0

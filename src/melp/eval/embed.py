@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
+
+# torch is imported inside the functions: the evaluation commands import this module to build
+# their parsers, and `melp COMMAND --help` must not load torch.
 
 
 def load_model(model_dir: str, needs_text: str | None = None):
     """``melp.load`` in evaluation mode on CPU/GPU as available. ``needs_text``: the command's name
     when it needs the text tower (an ECG-only model then stops it before any work, with the CLI's
     one-line error)."""
+    import torch
+
     import melp
 
     model = melp.load(model_dir)
@@ -24,6 +28,8 @@ def load_model(model_dir: str, needs_text: str | None = None):
 def embed_set(model, data, what: str = "embedding", batch_size: int = 64, desc: str | None = None) -> np.ndarray:
     """(N, D) ECG vectors of every record: ``what`` = ``embedding`` (global, L2-normalised; zero-shot
     and retrieval) or ``features`` (the linear-probe features)."""
+    import torch
+
     if what not in ("embedding", "features"):
         raise ValueError(f"what must be 'embedding' or 'features', got {what!r}")
     fn = model.embed_ecg if what == "embedding" else model.ecg_features
@@ -41,6 +47,8 @@ def embed_set(model, data, what: str = "embedding", batch_size: int = 64, desc: 
 
 def embed_texts(model, texts: list[str], batch_size: int = 256) -> np.ndarray:
     """(N, D) L2-normalised text embeddings, batched."""
+    import torch
+
     out = []
     with torch.no_grad():
         for start in tqdm(range(0, len(texts), batch_size), desc="text embedding", unit="batch",

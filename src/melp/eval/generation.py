@@ -11,10 +11,8 @@ Command: ``melp generate --model DIR --root CACHE --out DIR`` (writes prediction
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
 from melp.eval import outputs
@@ -68,24 +66,26 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    import pandas as pd
+
     from melp.eval.embed import load_model
 
+    outputs.check_output(args.out)
     model = load_model(args.model, needs_text="generate")
     result = evaluate_generation(model, args.root, args.split, args.beams, args.max_records, args.seed,
                                  max_len=args.max_len)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(result["predictions"]).to_csv(out / "predictions.csv", index=False)
     summary = {k: v for k, v in result.items() if k != "predictions"} | {"model": str(args.model)}
-    outputs.write_json(out / "results.json", summary)
     examples = "".join(f"- reference: {p['reference']}\n  generated: {p['generated']}\n"
                        for p in result["predictions"][:5])
     md = (f"# Report generation ({args.split}, {result['n']} records, beam {args.beams})\n\n"
           + outputs.markdown_table(["BLEU-4", "ROUGE-L"], [[outputs.fmt(result["bleu4"]), outputs.fmt(result["rouge_l"])]])
           + "\nExamples:\n\n" + examples)
-    (out / "results.md").write_text(md)
-    outputs.plot_histogram(out / "rouge_l.png", [p["rouge_l"] for p in result["predictions"]], "ROUGE-L per record",
-                           f"report generation, BLEU-4 {outputs.fmt(result['bleu4'])}")
+    with outputs.output_folder(args.out) as out:
+        pd.DataFrame(result["predictions"]).to_csv(out / "predictions.csv", index=False)
+        outputs.write_json(out / "results.json", summary)
+        (out / "results.md").write_text(md)
+        outputs.plot_histogram(out / "rouge_l.png", [p["rouge_l"] for p in result["predictions"]],
+                               "ROUGE-L per record", f"report generation, BLEU-4 {outputs.fmt(result['bleu4'])}")
     print(md)
-    print(f"written to {out}")
+    print(f"written to {args.out}")
     return 0

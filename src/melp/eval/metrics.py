@@ -9,8 +9,6 @@ resamples take well under a second).
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
-from sklearn.metrics import precision_recall_curve
 
 
 def _check(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -31,6 +29,8 @@ def rank_auroc(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
     ``y_true`` and ``y_score`` have the same shape (..., N); returns (...) with NaN where a row
     has no positive or no negative.
     """
+    from scipy.stats import rankdata  # scipy and sklearn load on first use, not with the CLI's --help
+
     y_true = np.asarray(y_true, dtype=bool)
     ranks = rankdata(y_score, axis=-1)  # average ranks for ties
     n_pos = y_true.sum(-1)
@@ -49,6 +49,8 @@ def per_class_auroc(y_true, y_score) -> np.ndarray:
 
 def max_f1(y_true, y_score) -> np.ndarray:
     """(N, C) -> (C,) the best F1 over all thresholds; NaN for classes without positives."""
+    from sklearn.metrics import precision_recall_curve
+
     y_true, y_score = _check(y_true, y_score)
     out = np.full(y_true.shape[1], np.nan)
     for c in range(y_true.shape[1]):

@@ -1,21 +1,44 @@
 """Writing evaluation results: ``results.json``, ``results.md``, score tables and plots.
 
 Every command writes into its ``--out`` folder through these helpers so that all results look
-alike. Scores are saved per record (``scores*.csv``: record_id, ``label:<class>``,
+alike, and through ``output_folder`` so that the folder appears complete or not at all. Scores are saved per record (``scores*.csv``: record_id, ``label:<class>``,
 ``score:<class>``) so that any number in a table can be recomputed independently.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+from melp.atomic import atomic_folder
 from melp.eval.descriptions import display_name
 
 ROC_MAX_CLASSES = 20
+RESULTS_FILE = "results.json"  # every command writes one: it marks a folder as an earlier output
+
+
+@contextlib.contextmanager
+def output_folder(out: str | Path) -> Iterator[Path]:
+    """A hidden temporary sibling of ``out`` to write a command's results into, renamed to ``out`` once
+    complete (melp.atomic): a failed or killed run leaves ``out`` as it was, never half-written. An
+    existing ``out`` is replaced only when it is empty or an earlier output, never a folder of other files."""
+    out = check_output(out)
+    with atomic_folder(out, manifest=False) as tmp:
+        yield tmp
+
+
+def check_output(out: str | Path) -> Path:
+    """``out`` as an absolute path ('.' has no name to make a sibling of), or FileExistsError when it is
+    something ``output_folder`` must not replace; commands call it first, before hours of work."""
+    out = Path(out).absolute()
+    if out.exists() and not (out.is_dir() and ((out / RESULTS_FILE).is_file() or not any(out.iterdir()))):
+        raise FileExistsError(f"--out {out} exists and is not an earlier output (no {RESULTS_FILE}): "
+                              "give a new folder, or remove it")
+    return out
 
 
 def _jsonable(x):
@@ -77,12 +100,16 @@ def write_scores(path: str | Path, record_ids, classes: list[str], labels: np.nd
     columns |= {f"score:{name}": scores[:, c] for c, name in enumerate(classes)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    import pandas as pd  # on first use, like matplotlib: the CLI's --help stays light
+
     pd.DataFrame(columns).to_csv(path, index=False)  # built at once: column inserts fragment a wide frame
     return path
 
 
 def read_scores(path: str | Path) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
     """Inverse of ``write_scores``: (record_ids, classes, labels, scores)."""
+    import pandas as pd
+
     table = pd.read_csv(path, dtype={"record_id": str})
     classes = [c[len("label:"):] for c in table.columns if c.startswith("label:")]
     labels = table[[f"label:{c}" for c in classes]].to_numpy()

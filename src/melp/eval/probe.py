@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from melp.eval import outputs
@@ -31,6 +31,9 @@ from melp.eval.cli_common import add_model_and_data, write_classification
 from melp.eval.data import EvalSet, as_eval_set, load_eval_set
 from melp.eval.embed import embed_set
 from melp.eval.metrics import classification_summary, mean_std, per_class_auroc
+
+if TYPE_CHECKING:  # torch loads inside the training functions, so `melp probe --help` stays light
+    import torch
 
 
 def probe_split(data: EvalSet, fraction: float, seed: int) -> dict[str, np.ndarray]:
@@ -101,6 +104,8 @@ def train_head(head: torch.nn.Module, forward, train_x, train_y, val_x, val_y, *
                epochs: int, patience: int, batch_size: int, seed: int, params=None, desc: str = "probe"):
     """Train ``forward(x) -> logits`` with BCE, AdamW and a cosine schedule, keeping the state of the
     best validation macro AUROC (validation loss where no class is scorable). Returns the history."""
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     params = list(params if params is not None else head.parameters())
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
@@ -134,6 +139,8 @@ def evaluate_probe(model, data, task: str, fraction: float = 1.0, seeds=1, *, ep
                    n_boot: int = 1000, features: np.ndarray | None = None) -> dict:
     """Linear probe over ``seeds`` (an int K -> seeds 0..K-1, or a list). ``features`` (N, D) may be
     passed precomputed for every record of ``data``."""
+    import torch
+
     data = as_eval_set(data, task, getattr(getattr(model, "config", None), "preprocess", None))
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     splits = {s: probe_split(data, fraction, s) for s in seeds}
@@ -211,6 +218,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from melp.eval.embed import load_model
 
+    outputs.check_output(args.out)
     model = load_model(args.model)
     data = load_eval_set(args.root, args.dataset, model.config.preprocess, n=args.n, seed=args.seed,
                          allow_missing_leads=args.allow_missing_leads)
@@ -218,7 +226,8 @@ def run(args) -> int:
                             patience=args.patience, n_boot=args.bootstrap)
     result["model"] = str(args.model)
     title = f"linear probe {args.dataset}, {args.fraction:g} of train"
-    write_seeded(args.out, result, title)
+    with outputs.output_folder(args.out) as out:
+        write_seeded(out, result, title)
     print((Path(args.out) / "results.md").read_text())
     print(f"written to {args.out}")
     return 0

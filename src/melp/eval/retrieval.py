@@ -97,16 +97,17 @@ def markdown(result: dict) -> str:
 def run(args) -> int:
     from melp.eval.embed import load_model
 
+    outputs.check_output(args.out)
     model = load_model(args.model, needs_text="retrieve")
     result = evaluate_retrieval(model, args.root, args.split, args.max_pairs, args.seed)
     result["model"] = str(args.model)
-    out = Path(args.out)
-    outputs.write_json(out / "results.json", result)
-    (out / "results.md").write_text(markdown(result))
-    outputs.plot_bars(out / "recall.png", {d: {f"R@{k}": result[f"{key}_r{k}"] for k in KS}
-                                           for d, key in (("ECG -> report", "ecg_to_report"),
-                                                          ("report -> ECG", "report_to_ecg"))},
-                      "recall", f"retrieval, {result['n_pairs']} pairs")
+    with outputs.output_folder(args.out) as out:
+        outputs.write_json(out / "results.json", result)
+        (out / "results.md").write_text(markdown(result))
+        outputs.plot_bars(out / "recall.png", {d: {f"R@{k}": result[f"{key}_r{k}"] for k in KS}
+                                               for d, key in (("ECG -> report", "ecg_to_report"),
+                                                              ("report -> ECG", "report_to_ecg"))},
+                          "recall", f"retrieval, {result['n_pairs']} pairs")
     print(markdown(result))
-    print(f"written to {out}")
+    print(f"written to {args.out}")
     return 0

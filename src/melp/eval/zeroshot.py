@@ -72,6 +72,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from melp.eval.embed import load_model
 
+    outputs.check_output(args.out)
     model = load_model(args.model, needs_text="zeroshot")
     data = load_eval_set(args.root, args.dataset, model.config.preprocess, n=args.n, seed=args.seed,
                          allow_missing_leads=args.allow_missing_leads,
@@ -79,7 +80,8 @@ def run(args) -> int:
     result = evaluate_zeroshot(model, data, args.dataset, args.descriptions, args.split,
                                n_boot=args.bootstrap, batch_size=args.batch_size)
     result["model"] = str(args.model)
-    write_zeroshot(args.out, result)
+    with outputs.output_folder(args.out) as out:
+        write_zeroshot(out, result)
     print(outputs.summary_markdown(f"zero-shot {args.dataset} ({result['split']})", result))
     print(f"written to {args.out}")
     return 0

@@ -20,13 +20,15 @@ import math
 import random
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from melp.train.config import apply_overrides, load_config, save_config
+
+if TYPE_CHECKING:  # torch and pandas load inside the functions: `melp pretrain-text --help` stays light
+    import pandas as pd
+    import torch
 
 DEFAULT_PRESET = "text_tiny"
 
@@ -146,6 +148,7 @@ def masked_lm_loss(model, batch: dict) -> torch.Tensor:
     For BERT models the vocabulary head runs on the masked positions only (about 15% of tokens);
     the head is a third of the compute of a small BERT, and the result equals HF's own loss.
     """
+    import torch.nn.functional as F
     from transformers import BertForMaskedLM
 
     if not isinstance(model, BertForMaskedLM):
@@ -156,25 +159,29 @@ def masked_lm_loss(model, batch: dict) -> torch.Tensor:
     return F.cross_entropy(model.cls(hidden[masked]), labels[masked])
 
 
-@torch.no_grad()
 def mlm_loss(model, batches: list[dict]) -> float | None:
     """Mean cross-entropy per masked token over pre-masked batches (None if nothing is masked)."""
+    import torch
+
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    for batch in batches:
-        n = int((batch["labels"] != -100).sum())
-        if n == 0:
-            continue
-        total += float(masked_lm_loss(model, {k: v.to(device) for k, v in batch.items()})) * n
-        count += n
+    with torch.no_grad():
+        for batch in batches:
+            n = int((batch["labels"] != -100).sum())
+            if n == 0:
+                continue
+            total += float(masked_lm_loss(model, {k: v.to(device) for k, v in batch.items()})) * n
+            count += n
     model.train(was_training)
     return total / count if count else None
 
 
 def _optimizer(model, optim: dict) -> torch.optim.AdamW:
     """AdamW, without weight decay on biases and normalisation weights (1-D parameters)."""
+    import torch
+
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": float(optim["weight_decay"])},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
@@ -187,6 +194,8 @@ def pretrain_text(cfg: dict) -> dict:
     The model folder is ``cfg["output"]["dir"]``; the log is also written there as ``train_log.json``.
     ``cfg["threads"]`` (optional) sets torch's CPU threads for this run only.
     """
+    import torch
+
     threads = torch.get_num_threads()
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
@@ -197,6 +206,7 @@ def pretrain_text(cfg: dict) -> dict:
 
 
 def _pretrain_text(cfg: dict) -> dict:
+    import torch
     from transformers import AutoModelForMaskedLM, AutoTokenizer, get_scheduler
 
     from melp.models.text_encoder import quiet_hf
@@ -312,13 +322,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice; 1 can be faster on busy cores)")
-    parser.add_argument("--set", nargs="+", default=None, metavar="KEY=VALUE",
-                        help="override any config value by dotted path, e.g. optim.warmup_steps=50")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value by dotted path, e.g. optim.warmup_steps=50 (repeatable)")
 
 
 def config_from_args(args: argparse.Namespace) -> dict:
     """The preset/YAML with ``--set`` and then the named options applied."""
-    cfg = apply_overrides(load_config(args.config), args.set)
+    cfg = apply_overrides(load_config(args.config), args.overrides)
     named = {
         ("data", "caches"): args.cache, ("data", "texts"): args.text, ("data", "max_length"): args.max_length,
         ("train", "batch_size"): args.batch_size, ("optim", "lr"): args.lr, ("output", "dir"): args.out,
