@@ -107,8 +107,9 @@ def ecg_parameters(findings: np.ndarray, subj: dict, rng: np.random.Generator) -
 
     pr = subj["pr"] + rng.normal(0, 5, n) - np.where(has("STACH"), 12, 0)
     # first-degree block over its whole range: most just above 200 ms, a tail to 330 ms (as in
-    # clinical series); a normal PR reaches 198 ms, so the label follows the interval
-    pr = np.where(has("1AVB"), 205 + 125 * rng.beta(1.3, 2.6, n), np.clip(pr, 121, 198))
+    # clinical series); a normal PR reaches 198 ms, so the label follows the interval (the 12 ms
+    # between them is about one sample at the demo's 100 Hz)
+    pr = np.where(has("1AVB"), 210 + 120 * rng.beta(1.3, 2.6, n), np.clip(pr, 121, 198))
     pr = np.where(has("WPW"), u(90, 116), pr)
     pr = np.where(has("LAE"), np.maximum(pr, u(168, 190)), pr)  # room for the long P before the QRS
     # a wide QRS lengthens the QT; a labelled long QT is the QTc as read, whatever the QRS
@@ -167,11 +168,12 @@ def conducted_bumps(findings, subj, prm, rng):
     # Normal ventricular depolarisation: septal (left to right, anterior), main, terminal.
     mu[:, QS], sd[:, QS], amp[:, QS] = 11 * s, 6 * s, u(0.06, 0.12) * scale
     dirs[:, QS] = geo.unit(-0.6, 0.2, 0.4)
-    mu[:, R], sd[:, R], amp[:, R] = 42 * s, 11 * s, u(0.6, 0.85) * scale
+    # R and S as narrow as real ones: their steep slopes carry the QRS's 15-40 Hz power
+    mu[:, R], sd[:, R], amp[:, R] = 38 * s, 8.5 * s, u(0.6, 0.85) * scale
     dirs[:, R] = main
-    mu[:, S], sd[:, S], amp[:, S] = 66 * s, 9 * s, subj["s_amp"] * scale
+    mu[:, S], sd[:, S], amp[:, S] = 71 * s, 7 * s, subj["s_amp"] * scale
     dirs[:, S] = geo.unit(0.0, -0.4, -0.8)
-    qrs_end = (66 + 2.3 * 9) * s
+    qrs_end = (71 + 2.3 * 7) * s
 
     # Repolarisation: T roughly along the main QRS vector but anterior; slow up, fast down.
     t_dir = _frontal(prm["axis"] * 0.3 + 28 + subj["t_axis_off"], 0.35)
