@@ -356,6 +356,6 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_lock(tmp_path, cap
     out = tmp_path / "cache"
     with writer_lock(out):  # as a running `melp prepare` holds it
         code = melp_main(["prepare", "mimic-iv-ecg", "--root", str(root), "--out", str(out), "--quiet"])
-        assert code == 1 and "another `melp prepare` is writing this cache" in capsys.readouterr().err
+        assert code == 2 and "another `melp prepare` is writing this cache" in capsys.readouterr().err
     assert melp_main(["prepare", "mimic-iv-ecg", "--root", str(root), "--out", str(out), "--quiet"]) == 0
     assert verify_cache(out) == []

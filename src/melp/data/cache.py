@@ -155,6 +155,10 @@ def _shard_complete(out: Path, shard: int, n_records: int) -> bool:
     return summary.get("records") == n_records and arr.shape[0] == len(summary["rows"])
 
 
+class CacheBusyError(FileExistsError):
+    """Another `melp prepare` holds the cache folder: a user error (one line, exit 2) like any --out clash."""
+
+
 @contextlib.contextmanager
 def writer_lock(out: Path):
     """Hold ``out/.lock`` for the build: a second writer stops with a clear error instead of racing
@@ -164,7 +168,7 @@ def writer_lock(out: Path):
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(f"{out}: another `melp prepare` is writing this cache (it holds "
+            raise CacheBusyError(f"{out}: another `melp prepare` is writing this cache (it holds "
                                f"{out / LOCK_FILE}); wait for it to finish or use another --out") from None
         yield
 

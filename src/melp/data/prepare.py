@@ -111,18 +111,14 @@ def run(args: argparse.Namespace) -> int:
         fs=args.fs, seconds=args.seconds, windows=args.windows,
         bandpass=tuple(args.bandpass) if args.bandpass else None, normalize=args.normalize,
     )
-    try:
-        counts = build_cache(
-            get_adapter(args.dataset), args.root, args.out, cfg,
-            workers=args.workers, shard_size=args.shard_size or DEFAULT_SHARD_SIZE,
-            dtype=args.dtype, overwrite=args.overwrite, progress=not args.quiet,
-            allow_missing_leads=args.allow_missing_leads, quality=args.quality,
-        )
-    except RuntimeError as e:  # another build holds the cache: not the user's input, so exit 1
-        print(f"melp prepare: error: {e}", file=sys.stderr)
-        return 1
-    # a dataset folder in the wrong layout raises FileNotFoundError/ValueError: the CLI prints it
-    # on one line with exit code 2, like the checks above
+    # a dataset folder in the wrong layout (FileNotFoundError/ValueError) or a cache another build
+    # holds (CacheBusyError) is printed by the CLI on one line with exit code 2, like the checks above
+    counts = build_cache(
+        get_adapter(args.dataset), args.root, args.out, cfg,
+        workers=args.workers, shard_size=args.shard_size or DEFAULT_SHARD_SIZE,
+        dtype=args.dtype, overwrite=args.overwrite, progress=not args.quiet,
+        allow_missing_leads=args.allow_missing_leads, quality=args.quality,
+    )
     print(f"{args.out}: {counts['records_written']} of {counts['records_in_table']} table records written "
           f"({counts['windows_written']} windows), {counts['rejected']} rejected")
     print_rejects(Path(args.out) / "rejects.csv", counts["rejected_by_reason"])
