@@ -147,15 +147,14 @@ def conducted_bumps(findings, subj, prm, rng):
 
     # P wave: atrial depolarisation, ending at onset of QRS minus a short PQ segment.
     sd[:, P] = np.where(has("WPW"), u(14, 16), u(18, 23))  # WPW: the P ends where the delta wave starts
-    mu[:, P] = -prm["pr"] + 2.4 * sd[:, P]
     amp[:, P] = subj["p_amp"]
     dirs[:, P] = _frontal(subj["p_axis"], 0.15)
     lae, rae = has("LAE"), has("RAE")
     if rae.any():  # P pulmonale: tall, peaked, vertical P (right atrium)
         amp[rae, P] = u(0.29, 0.38)[rae]  # >= 0.25 mV in II whatever its angle
         sd[rae, P] = u(14, 17)[rae]
-        mu[rae, P] = -prm["pr"][rae] + 2.4 * sd[rae, P]
         dirs[rae, P] = _frontal(u(68, 82)[rae], 0.35)
+    mu[:, P] = -prm["pr"] + 2.4 * sd[:, P]  # P onset at -PR, whatever its width
     if lae.any():  # P mitrale: a late left-atrial part, leftward and posterior: notched P in II,
         # P >= 120 ms, deep terminal negative P in V1
         amp[lae, P2] = (subj["p_amp"] * u(0.9, 1.3))[lae]
