@@ -40,6 +40,12 @@ def load_config(name_or_path: str | Path) -> dict:
     return cfg
 
 
+def add_set_argument(parser, help: str) -> None:
+    """The one ``--set KEY=VALUE`` style of every command: repeatable, collected in ``args.overrides``
+    for ``apply_overrides``."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
 def apply_overrides(cfg: dict, overrides: list[str] | None) -> dict:
     """A copy of ``cfg`` with each ``dotted.key=value`` applied (value parsed as YAML)."""
     values = {}

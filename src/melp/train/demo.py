@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from melp.train.config import apply_overrides, apply_values, load_config
+from melp.train.config import add_set_argument, apply_overrides, apply_values, load_config
 
 # Idle OpenMP threads sleep instead of spinning: on a shared CPU, spinning threads burn the cores the
 # other threads need (measured 4x slower steps on a busy 2-core machine). Set before torch loads.
@@ -38,8 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="micro sizes: a smoke test of every step")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the simulated data sets and of both training stages (default 0)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a demo size, e.g. pretrain_records=2000 or stage2.trainer.max_epochs=4")
+    add_set_argument(parser, "override a demo size, e.g. pretrain_records=2000 or stage2.trainer.max_epochs=4")
     parser.add_argument("--real-data", default=None,
                         help="folder holding ludb/ (default: $MELP_REAL_DATA, else ../shared/data)")
 

@@ -18,7 +18,7 @@ import copy
 import os
 from pathlib import Path
 
-from melp.train.config import apply_overrides, load_config, save_config
+from melp.train.config import add_set_argument, apply_overrides, load_config, save_config
 
 # Idle OpenMP threads sleep instead of spinning: on a shared CPU, spinning threads burn the cores the
 # other threads need (measured 4x slower steps on a busy 2-core machine). Set before torch loads.
@@ -31,8 +31,7 @@ TRAINER_FLAGS = {"devices": "devices", "strategy": "strategy", "num_nodes": "num
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="tiny", help="training preset name (tiny, paper) or YAML path")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value by dotted path, e.g. optim.lr=2e-4 (repeatable)")
+    add_set_argument(parser, "override a config value by dotted path, e.g. optim.lr=2e-4 (repeatable)")
     parser.add_argument("--out", help="run folder (same as --set output.dir=...)")
     parser.add_argument("--cache", help="pretraining cache (same as --set data.cache=...)")
     parser.add_argument("--devices", help="devices per node (int, or 'auto')")

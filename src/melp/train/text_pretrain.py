@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
-from melp.train.config import apply_overrides, load_config, save_config
+from melp.train.config import add_set_argument, apply_overrides, load_config, save_config
 
 if TYPE_CHECKING:  # torch and pandas load inside the functions: `melp pretrain-text --help` stays light
     import pandas as pd
@@ -322,8 +322,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice; 1 can be faster on busy cores)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value by dotted path, e.g. optim.warmup_steps=50 (repeatable)")
+    add_set_argument(parser, "override a config value by dotted path, e.g. optim.warmup_steps=50 (repeatable)")
 
 
 def config_from_args(args: argparse.Namespace) -> dict:
