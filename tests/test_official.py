@@ -199,3 +199,24 @@ def test_not_a_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint at all")
     with pytest.raises(ConversionError, match="junk.ckpt: not a readable PyTorch checkpoint"):
         read_state_dict(tmp_path / "junk.ckpt")
+
+
+def test_bf16_embeddings_stay_within_cosine_0999_of_fp32(converted, expected):
+    """The fast inference path (bf16 autocast) on the authors' paper-size model: every ECG's
+    embedding and probe features within cosine 0.999 of fp32, and zero-shot scores within 0.01."""
+    model, ecg = converted["model"], expected["ecg"].numpy()
+    prompts = expected["texts"]["prompts"]
+    fp32 = {"emb": model.embed_ecg(ecg), "feat": model.ecg_features(ecg), "zs": model.zero_shot(ecg, prompts)}
+    model.set_precision("bf16")
+    try:
+        bf16 = {"emb": model.embed_ecg(ecg), "feat": model.ecg_features(ecg), "zs": model.zero_shot(ecg, prompts)}
+    finally:
+        model.set_precision("fp32")
+
+    def cosine(a, b):
+        return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+    assert cosine(bf16["emb"], fp32["emb"]).min() >= 0.999
+    assert cosine(bf16["feat"], fp32["feat"]).min() >= 0.999
+    assert np.abs(bf16["zs"] - fp32["zs"]).max() < 0.01
+    assert not np.array_equal(bf16["emb"], fp32["emb"])  # bf16 did run

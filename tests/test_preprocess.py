@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from melp.data.preprocess import PreprocessConfig, normalize, prepare_signal, preprocess
+from melp.data.preprocess import PreprocessConfig, normalize, prepare_signal, preprocess, preprocess_batch
 
 
 def test_resample_and_pad_short_record():
@@ -54,3 +54,15 @@ def test_config_rejects_bad_settings():
         PreprocessConfig.from_dict({"fs": 500, "window": 10})
     with pytest.raises(ValueError, match="windows"):
         PreprocessConfig(windows="every")
+
+
+@pytest.mark.parametrize("cfg", [PreprocessConfig(), PreprocessConfig(fs=100, bandpass=(0.5, 40.0), windows="all"),
+                                 PreprocessConfig(fs=250, seconds=4.0, normalize="zscore", windows="all")])
+def test_a_batch_is_preprocessed_as_each_record_alone(cfg):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 12, 5000)).astype(np.float32)
+    x[2, 3, 100] = np.nan  # replaced by 0 in both paths
+    batch = preprocess_batch(x, 500, cfg)
+    assert batch.shape[:2] == (5, len(preprocess(x[0], 500, cfg)))
+    for i in range(5):
+        np.testing.assert_allclose(batch[i], preprocess(x[i], 500, cfg), rtol=0, atol=1e-6)

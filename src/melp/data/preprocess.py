@@ -95,18 +95,28 @@ def prepare_signal(signal: np.ndarray, fs: float, cfg: PreprocessConfig) -> np.n
     Short records are zero-padded at the end; longer ones give their first window, or with
     ``windows="all"`` every complete consecutive window (at least one).
     """
-    x = np.asarray(signal, dtype=np.float64)
+    x = np.asarray(signal)
     if x.ndim != 2:
         raise ValueError(f"expected a (leads, samples) signal, got shape {x.shape}")
+    return prepare_batch(x[None], fs, cfg)[0]
+
+
+def prepare_batch(signals: np.ndarray, fs: float, cfg: PreprocessConfig) -> np.ndarray:
+    """``prepare_signal`` of N records of one length at once: (N, leads, T) -> (N, W, leads, n).
+    Resampling and filtering act along the last axis, so a batch costs one call, not N."""
+    filtered = abs(fs - cfg.fs) >= 1e-9 or cfg.bandpass is not None
+    x = np.asarray(signals, dtype=np.float64 if filtered else np.float32)  # float64 only where it filters
+    if x.ndim != 3:
+        raise ValueError(f"expected (records, leads, samples) signals, got shape {x.shape}")
     x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
     x = resample(x, fs, cfg.fs)
     if cfg.bandpass is not None and x.shape[-1] > 1:
         x = bandpass(x, cfg.fs, *cfg.bandpass)
     n = cfg.n_samples
     if x.shape[-1] < n:
-        x = np.pad(x, ((0, 0), (0, n - x.shape[-1])))
+        x = np.pad(x, ((0, 0), (0, 0), (0, n - x.shape[-1])))
     count = 1 if cfg.windows == "first" else x.shape[-1] // n
-    windows = x[:, : count * n].reshape(x.shape[0], count, n).transpose(1, 0, 2)
+    windows = x[..., : count * n].reshape(*x.shape[:2], count, n).transpose(0, 2, 1, 3)
     return np.ascontiguousarray(windows, dtype=np.float32)
 
 
@@ -129,3 +139,8 @@ def normalize(x: np.ndarray, mode: str) -> np.ndarray:
 def preprocess(signal: np.ndarray, fs: float, cfg: PreprocessConfig) -> np.ndarray:
     """(leads, T) mV -> (W, leads, n) float32 model input."""
     return normalize(prepare_signal(signal, fs, cfg), cfg.normalize)
+
+
+def preprocess_batch(signals: np.ndarray, fs: float, cfg: PreprocessConfig) -> np.ndarray:
+    """(N, leads, T) mV of one length -> (N, W, leads, n) float32 model input."""
+    return normalize(prepare_batch(signals, fs, cfg), cfg.normalize)

@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from melp.eval import outputs
+from melp.eval.cli_common import add_precision
 
 PROTOCOLS = ("zeroshot", "probe", "finetune")
 
@@ -166,6 +167,7 @@ def plot_summary(path: Path, rows: list[dict]) -> None:
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="model folder")
+    add_precision(parser)
     parser.add_argument("--config", required=True, help="YAML: tasks, protocols, seeds (see melp/configs/eval/)")
     parser.add_argument("--out", required=True, help="folder for the summary and one sub-folder per run")
 
@@ -175,7 +177,7 @@ def run(args) -> int:
 
     config = load_config(args.config)
     outputs.check_output(args.out)
-    model = load_model(args.model)
+    model = load_model(args.model, precision=args.precision)
     with outputs.output_folder(args.out) as out:
         run_bench(model, config, out)
     print((Path(args.out) / "results.md").read_text())

@@ -8,6 +8,12 @@ from melp.eval import outputs
 from melp.eval.data import TASKS
 
 
+def add_precision(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="ECG embedding precision: bf16 is several times faster on GPUs and on CPUs with "
+                             "AMX, within cosine 0.999 of fp32 (default fp32)")
+
+
 def add_model_and_data(parser: argparse.ArgumentParser, dataset: bool = True) -> None:
     parser.add_argument("--model", required=True, help="model folder written by save_pretrained / pretrain")
     if dataset:

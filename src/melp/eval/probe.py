@@ -27,7 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from melp.eval import outputs
-from melp.eval.cli_common import add_model_and_data, write_classification
+from melp.eval.cli_common import add_model_and_data, add_precision, write_classification
 from melp.eval.data import EvalSet, as_eval_set, load_eval_set
 from melp.eval.embed import embed_set
 from melp.eval.metrics import classification_summary, mean_std, per_class_auroc
@@ -207,6 +207,7 @@ def write_seeded(out_dir, result: dict, title: str) -> None:
 
 def add_arguments(parser) -> None:
     add_model_and_data(parser)
+    add_precision(parser)
     parser.add_argument("--fraction", type=float, default=1.0, choices=[0.01, 0.1, 1.0],
                         help="share of the train split used for training (default 1.0)")
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0..K-1) to average over")
@@ -219,7 +220,7 @@ def run(args) -> int:
     from melp.eval.embed import load_model
 
     outputs.check_output(args.out)
-    model = load_model(args.model)
+    model = load_model(args.model, precision=args.precision)
     data = load_eval_set(args.root, args.dataset, model.config.preprocess, n=args.n, seed=args.seed,
                          allow_missing_leads=args.allow_missing_leads)
     result = evaluate_probe(model, data, args.dataset, args.fraction, args.seeds, epochs=args.epochs,

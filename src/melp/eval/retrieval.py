@@ -25,6 +25,7 @@ import numpy as np
 from melp.eval import outputs
 from melp.eval.data import EvalSet, load_eval_set
 from melp.eval.embed import embed_set, embed_texts, l2_normalize
+from melp.eval.cli_common import add_precision
 
 KS = (1, 5, 10)
 
@@ -79,6 +80,7 @@ def evaluate_retrieval(model, cache, split: str | None = "test", max_pairs: int 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="model folder")
+    add_precision(parser)
     parser.add_argument("--root", required=True, help="a cache built by `melp prepare` (pairs with reports)")
     parser.add_argument("--out", required=True, help="folder for results.json / results.md")
     parser.add_argument("--split", default="test", help="train/val/test/all (default test)")
@@ -98,7 +100,7 @@ def run(args) -> int:
     from melp.eval.embed import load_model
 
     outputs.check_output(args.out)
-    model = load_model(args.model, needs_text="retrieve")
+    model = load_model(args.model, needs_text="retrieve", precision=args.precision)
     result = evaluate_retrieval(model, args.root, args.split, args.max_pairs, args.seed)
     result["model"] = str(args.model)
     with outputs.output_folder(args.out) as out:

@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 
 from melp.data.preprocess import prepare_signal
+from melp.eval.cli_common import add_precision
 
 
 def record_windows(path: str, cfg, force: bool = False) -> tuple[np.ndarray, object]:
@@ -57,6 +58,7 @@ def classify_file(model, path: str, labels: list[str], force: bool = False) -> l
 def add_arguments(parser) -> None:
     parser.add_argument("file", help="an ECG record (WFDB .hea/.dat/.mat, CPSC .mat, SPH .h5, CODE-15 file.hdf5#row)")
     parser.add_argument("--model", required=True, help="model folder")
+    add_precision(parser)
     parser.add_argument("--labels", nargs="+", required=True,
                         help="free-text labels to rank; each is scored by the cosine similarity of its text "
                              "embedding with the ECG's embedding (-1 to 1, higher = closer)")
@@ -71,7 +73,7 @@ def add_force(parser) -> None:
 def run(args) -> int:
     from melp.eval.embed import load_model
 
-    model = load_model(args.model, needs_text="classify")
+    model = load_model(args.model, needs_text="classify", precision=args.precision)
     windows, record = record_windows(args.file, model.config.preprocess, args.force)
     ranked = classify_windows(model, windows, args.labels)
     seconds = model.config.preprocess.seconds

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from melp.eval import outputs
-from melp.eval.cli_common import add_model_and_data, jsonable_result, write_classification
+from melp.eval.cli_common import add_model_and_data, add_precision, jsonable_result, write_classification
 from melp.eval.data import as_eval_set, default_split, load_eval_set
 from melp.eval.descriptions import descriptions_for
 from melp.eval.embed import embed_set, embed_texts, l2_normalize
@@ -63,6 +63,7 @@ def evaluate_zeroshot(model, data, task: str, descriptions=None, split: str | No
 
 def add_arguments(parser) -> None:
     add_model_and_data(parser)
+    add_precision(parser)
     parser.add_argument("--split", default=None,
                         help="train/val/test/all (default: test for the paper's benchmarks, all otherwise)")
     parser.add_argument("--descriptions", default=None, help="YAML file: class -> description (or task -> ...)")
@@ -73,7 +74,7 @@ def run(args) -> int:
     from melp.eval.embed import load_model
 
     outputs.check_output(args.out)
-    model = load_model(args.model, needs_text="zeroshot")
+    model = load_model(args.model, needs_text="zeroshot", precision=args.precision)
     data = load_eval_set(args.root, args.dataset, model.config.preprocess, n=args.n, seed=args.seed,
                          allow_missing_leads=args.allow_missing_leads,
                          only_split=args.split or default_split(args.dataset))

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from melp.atomic import atomic_folder, check_manifest
-from melp.data.preprocess import PreprocessConfig, preprocess
+from melp.data.preprocess import PreprocessConfig, preprocess, preprocess_batch
 from melp.losses import LossWeights, MultiScaleLoss
 from melp.models.config import MELPConfig
 from melp.models.decoder import CaptionDecoder
@@ -29,6 +29,7 @@ from melp.models.text_encoder import TextEncoder, quiet_hf
 
 CONFIG_FILE, WEIGHTS_FILE, TEXT_DIR, PREPROCESS_FILE = "config.json", "model.safetensors", "text_model", "preprocess.json"
 TEXT_PREFIX = "text_encoder.model."  # these weights live in text_model/, not in model.safetensors
+PRECISIONS = ("fp32", "bf16")
 
 
 class MELP(nn.Module):
@@ -37,6 +38,7 @@ class MELP(nn.Module):
         initialised), for weights that come from elsewhere (a converter, ``load``)."""
         super().__init__()
         self.config = config
+        self.precision = "fp32"  # of the raw-signal ECG methods (set_precision)
         ecg_width, dim, dec, pools = config.ecg.width, config.embed_dim, config.decoder, config.poolers
         self.ecg_encoder = ECGEncoder(config.ecg)
         # token level: caption-pooled ECG tokens feed the decoder
@@ -93,14 +95,18 @@ class MELP(nn.Module):
         self.require_text("tokenize")
         return self.text_encoder.tokenize(reports)
 
-    def encode_ecg(self, x: Tensor) -> dict[str, Tensor]:
+    def encode_ecg(self, x: Tensor, caption_tokens: bool = True) -> dict[str, Tensor]:
         """Preprocessed (B, 12, n) -> ``embedding`` (B, D) L2-normalised, ``beats`` (B, n_beats, D),
-        ``features`` (B, D) linear-probe features, ``tokens`` (B, queries, decoder width)."""
+        ``features`` (B, D) linear-probe features, and unless ``caption_tokens=False`` (embeddings
+        only: the caption pooler's work is skipped) ``tokens`` (B, queries, decoder width)."""
         h = self.ecg_encoder(x)
         beats_normed = self.beat_norm(self.beat_pooler(h))
         beats = beats_normed @ self.beat_proj
-        return {"embedding": F.normalize(beats.mean(dim=1), dim=-1), "beats": beats,
-                "features": beats_normed.mean(dim=1), "tokens": self.caption_norm(self.caption_pooler(h))}
+        out = {"embedding": F.normalize(beats.mean(dim=1), dim=-1), "beats": beats,
+               "features": beats_normed.mean(dim=1)}
+        if caption_tokens:
+            out["tokens"] = self.caption_norm(self.caption_pooler(h))
+        return out
 
     def encode_text(self, tokens: dict[str, Tensor]) -> dict[str, Tensor]:
         """``embedding`` (B, D) L2-normalised, ``states``, ``sentences`` (B, S, D), ``sentence_mask``."""
@@ -119,6 +125,15 @@ class MELP(nn.Module):
 
     # ------------------------------------------------------------------ raw signals in, numbers out
 
+    def set_precision(self, precision: str) -> "MELP":
+        """``fp32`` (default) or ``bf16``: the ECG side of embed_ecg / ecg_features / zero_shot then runs
+        under bf16 autocast (several times faster on GPUs and on CPUs with AMX; embeddings within
+        cosine 0.999 of fp32, tested). Training and the text side are not affected."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision = precision
+        return self
+
     @contextlib.contextmanager
     def _inference(self):
         was_training = self.training
@@ -134,17 +149,21 @@ class MELP(nn.Module):
         window, the index of its record."""
         if isinstance(x, torch.Tensor):
             x = x.detach().cpu().numpy()
+        leads = self.config.ecg.in_channels
         if isinstance(x, np.ndarray):
             if x.ndim == 2:
                 x = x[None]
-            if x.ndim != 3:
-                raise ValueError(f"expected ECGs of shape (N, 12, T), got {x.shape}")
+            if x.ndim != 3 or x.shape[1] != leads:
+                raise ValueError(f"expected ECGs of shape ({leads}, T) in canonical lead order (a batch: N x {leads} x T), got {x.shape}")
+            if not len(x):
+                raise ValueError("no ECG given")
+            w = preprocess_batch(x, fs, self.config.preprocess)  # (N, W, 12, n): one call for the batch
+            return torch.from_numpy(w.reshape(-1, *w.shape[2:])), np.repeat(np.arange(len(x)), w.shape[1])
         windows, owner = [], []
         for i, signal in enumerate(x):
             signal = np.asarray(signal)
-            if signal.ndim != 2 or signal.shape[0] != self.config.ecg.in_channels:
-                raise ValueError(f"ECG {i}: expected ({self.config.ecg.in_channels}, T) in canonical lead "
-                                 f"order, got shape {signal.shape}")
+            if signal.ndim != 2 or signal.shape[0] != leads:
+                raise ValueError(f"ECG {i}: expected ({leads}, T) in canonical lead order, got shape {signal.shape}")
             w = preprocess(signal, fs, self.config.preprocess)
             windows.append(w)
             owner += [i] * len(w)
@@ -155,12 +174,16 @@ class MELP(nn.Module):
     def _encode_raw(self, x, fs: float, batch_size: int) -> dict[str, Tensor]:
         windows, owner = self._windows(x, fs)
         parts = []
-        with self._inference():
+        # one autocast region around every batch: its cache casts each weight to bf16 once
+        with self._inference(), torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                               enabled=self.precision == "bf16"):
             for start in range(0, len(windows), batch_size):
-                out = self.encode_ecg(windows[start:start + batch_size].to(self.device))
+                out = self.encode_ecg(windows[start:start + batch_size].to(self.device), caption_tokens=False)
                 parts.append((out["embedding"].float().cpu(), out["features"].float().cpu()))
         emb = torch.cat([p[0] for p in parts])
         feats = torch.cat([p[1] for p in parts])
+        if len(owner) == int(owner[-1]) + 1:  # one window per record
+            return {"embedding": F.normalize(emb, dim=-1), "features": feats}
         # records with several windows: average over their windows
         n = int(owner.max()) + 1
         index = torch.from_numpy(owner)
@@ -253,8 +276,10 @@ def caption_targets(tokens: dict[str, Tensor], ignore_index: int = -100) -> Tens
     return ids[:, 1:].masked_fill((mask[:, 1:] == 0) | (index >= last), ignore_index)
 
 
-def load(model_dir: str | Path, device: str | torch.device = "cpu", verify: bool = True) -> MELP:
+def load(model_dir: str | Path, device: str | torch.device = "cpu", verify: bool = True,
+         precision: str = "fp32") -> MELP:
     """A folder written by ``save_pretrained`` -> MELP in eval mode. No network, no pickle.
+    ``precision``: of the raw-signal ECG methods (``MELP.set_precision``).
 
     ``verify=False`` skips the manifest check: only for a folder you trust that was written before
     melp kept manifests (then ``load(old, verify=False).save_pretrained(new)`` gives it one)."""
@@ -282,4 +307,4 @@ def load(model_dir: str | Path, device: str | torch.device = "cpu", verify: bool
     if missing or unexpected:
         raise ValueError(f"{model_dir / WEIGHTS_FILE} does not match config.json: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")
-    return model.to(device).eval()
+    return model.set_precision(precision).to(device).eval()

@@ -1,0 +1,20 @@
+"""The GPU training bench runs (CPU smoke mode): the script CI can check without a GPU."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def test_gpu_step_smoke_trains_from_a_real_cache():
+    proc = subprocess.run([sys.executable, str(BENCH / "gpu_step.py"), "--smoke"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "training pairs" in out and "all finite: True" in out
+    first, last = map(float, re.search(r"losses: first ([\d.]+), last ([\d.]+)", out).groups())
+    assert last < first  # four AdamW steps on one small cache lower the loss
+    assert float(re.search(r"; ([\d.]+) ECG/s", out).group(1)) > 0
