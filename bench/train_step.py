@@ -1,42 +1,40 @@
-"""Speed of the paper-size MELP on this machine: one optimisation step and inference embedding.
+"""Training-step speed of the paper-size MELP on this machine, against the authors' code in the same run.
 
-Prints seconds per step (forward, backward, AdamW) at batch 8 and ECG embeddings per second,
-each also as achieved GFLOP/s relative to the fp32 matmul GFLOP/s measured in the same run (so
-figures from different machines or loads compare). The text side is a randomly initialised
-BERT-base of MedCPT-Query-Encoder's shape (12 x 768, 12 heads, vocabulary 30522) written to a temp
-folder. Reference, the authors' implementation on a 2-core CPU: ~41 s/step at batch 8, ~1.5 ECG/s.
+One step = forward (the three losses), backward, AdamW, at batch 8 on the 8 reports of
+bench_reports.py. The text side is a randomly initialised BERT-base of heart_bert's shape. With
+``--reference DIR`` (the authors' code built as shared/refbench/README.md says) each round times
+the authors' step (bench/authors_reference.py, a subprocess), then melp's, for each precision:
+the figures of every round are printed, then the medians and the ratio. melp's figure also comes
+as a fraction of the matmul rate of its precision measured right before each step (a
+machine-independent figure: how close to this CPU's matmul speed the whole step runs).
 
-    python bench/train_step.py [--preset paper] [--batch 8] [--steps 3] [--embed 16] [--bf16]
+    python bench/train_step.py [--reference /tmp/refbench] [--precisions fp32 bf16] [--steps 3] [--rounds 2]
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
+import argparse
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from tqdm import tqdm
 
 from melp.models.config import MELPConfig
 from melp.models.melp import MELP
 from melp.models.text_encoder import build_random_text_model
 
-REFERENCE_STEP_S, REFERENCE_ECG_PER_S = 41.0, 1.5
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+from bench_reports import REPORTS  # noqa: E402
 
-# MIMIC-IV-ECG-style machine statements, 2-6 sentences (about 10-45 tokens with [BOS]/[CLS])
-REPORTS = [
-    "sinus rhythm. normal ecg.",
-    "sinus rhythm. left axis deviation. nonspecific t wave abnormality. abnormal ecg.",
-    "atrial fibrillation with rapid ventricular response. low qrs voltages in limb leads. abnormal ecg.",
-    "sinus bradycardia. first degree av block. right bundle branch block. inferior infarct - age undetermined. abnormal ecg.",
-    "sinus tachycardia. possible left atrial enlargement. left ventricular hypertrophy with repolarization abnormality. st depression in lateral leads. prolonged qt interval. abnormal ecg.",
-    "atrial flutter with 2:1 av conduction. borderline ecg.",
-    "sinus rhythm with premature ventricular complexes. poor r wave progression - probable normal variant. borderline ecg.",
-    "paced rhythm. no further analysis. abnormal ecg.",
-]
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 3) -> float:
@@ -48,86 +46,105 @@ def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: in
     return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def count_flops(fn) -> float:
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return float(counter.get_total_flops())
+def authors_step(reference: str, python: str, batch: int, steps: int, precision: str) -> list[float]:
+    cmd = [python, str(BENCH / "authors_reference.py"), reference, "train", "--batch", str(batch),
+           "--steps", str(steps)] + (["--bf16"] if precision == "bf16" else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if proc.returncode or line is None:
+        sys.exit(f"the authors' reference failed ({' '.join(cmd)}):\n{proc.stderr[-3000:]}")
+    return json.loads(line[7:])["step_s"]
+
+
+class OurStep:
+    """The paper model, its AdamW (fused: one kernel over all parameters) and a fixed batch."""
+
+    def __init__(self, batch: int):
+        torch.manual_seed(0)
+        with tempfile.TemporaryDirectory() as tmp:
+            config = MELPConfig.from_preset("paper")
+            config.text.source = str(build_random_text_model(tmp, hidden_size=768, layers=12, heads=12))
+            self.model = MELP(config).train()
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(trainable, lr=2e-4, betas=(0.9, 0.95), weight_decay=0.2, fused=True)
+        self.ecg = torch.rand(batch, 12, config.preprocess.n_samples)
+        self.tokens = self.model.tokenize([REPORTS[i % len(REPORTS)] for i in range(batch)])
+        self.flops: dict[str, float] = {}
+        print(f"melp paper model: {sum(p.numel() for p in self.model.parameters()) / 1e6:.1f} M parameters, "
+              f"{sum(p.numel() for p in trainable) / 1e6:.1f} M trainable; batch {batch}, reports padded to "
+              f"{self.tokens['input_ids'].shape[1]} tokens")
+
+    def forward_backward(self, precision: str) -> None:
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+        with autocast:
+            loss = self.model(self.ecg, self.tokens)["loss"]
+        loss.backward()
+
+    def step(self, precision: str) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        self.forward_backward(precision)
+        self.opt.step()
+
+    def time(self, precision: str, steps: int) -> tuple[list[float], list[float]]:
+        """Seconds per step and, per step, the fraction of the matmul rate measured just before it."""
+        if precision not in self.flops:
+            with FlopCounterMode(display=False) as counter:
+                self.forward_backward(precision)
+            self.flops[precision] = float(counter.get_total_flops())
+        self.step(precision)  # warm-up
+        times, fractions = [], []
+        for _ in range(steps):
+            rate = matmul_gflops(DTYPES[precision])
+            start = time.perf_counter()
+            self.step(precision)
+            times.append(time.perf_counter() - start)
+            fractions.append(self.flops[precision] / times[-1] / 1e9 / rate)
+        return times, fractions
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="paper")
+    parser.add_argument("--reference", default=None, help="the authors' reference folder (shared/refbench/README.md)")
+    parser.add_argument("--reference-python", default=None, help="its Python (default REFERENCE/venv/bin/python)")
+    parser.add_argument("--precisions", nargs="+", choices=list(DTYPES), default=["fp32", "bf16"],
+                        help="bf16: autocast for both (the paper trains in bf16 mixed precision)")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=3, help="timed steps (after one warm-up step)")
-    parser.add_argument("--embed", type=int, default=16, help="ECGs to embed for the inference figure")
-    parser.add_argument("--bf16", action="store_true",
-                        help="bf16 autocast (the paper trains in bf16 mixed precision; fast on CPUs with AMX)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement (after one warm-up)")
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    precision = torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
-    torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    peak = matmul_gflops()
-    print(f"fp32 matmul (2048^3): {peak:.1f} GFLOP/s  [the in-run baseline]")
+    python = args.reference_python or (str(Path(args.reference) / "venv/bin/python") if args.reference else None)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32 matmul {matmul_gflops():.0f} "
+          f"GFLOP/s, bf16 matmul {matmul_gflops(torch.bfloat16):.0f} GFLOP/s")
+    ours = OurStep(args.batch)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        text_dir = build_random_text_model(tmp, hidden_size=768, layers=12, heads=12, intermediate_size=3072)
-        config = MELPConfig.from_preset(args.preset)
-        config.text.source = str(text_dir)
-        model = MELP(config)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    print(f"{args.preset}: ECG encoder {sum(p.numel() for p in model.ecg_encoder.parameters()) / 1e6:.1f} M, "
-          f"total {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M, trainable {sum(p.numel() for p in trainable) / 1e6:.1f} M")
-    # fused: one kernel over all parameters; the per-tensor loop costs seconds per step at this size
-    opt = torch.optim.AdamW(trainable, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.2, fused=True)
-    n = config.preprocess.n_samples
-    ecg = torch.rand(args.batch, 12, n)
-    tokens = model.tokenize([REPORTS[i % len(REPORTS)] for i in range(args.batch)])
-    print(f"batch {args.batch} x (12, {n}); reports padded to {tokens['input_ids'].shape[1]} tokens")
+    results = {p: {"authors": [], "melp": [], "fraction": []} for p in args.precisions}
+    for r in range(args.rounds):
+        for precision in args.precisions:
+            load = os.getloadavg()[0]
+            res = results[precision]
+            line = f"round {r + 1}, {precision} (load average {load:.2f}): "
+            if args.reference:
+                theirs = authors_step(args.reference, python, args.batch, args.steps, precision)
+                res["authors"].append(float(np.median(theirs)))
+                line += f"authors {', '.join(f'{t:.2f}' for t in theirs)} s | "
+            times, fractions = ours.time(precision, args.steps)
+            res["melp"].append(float(np.median(times)))
+            res["fraction"].append(float(np.median(fractions)))
+            line += f"melp {', '.join(f'{t:.2f}' for t in times)} s ({res['fraction'][-1]:.2f} x the {precision} matmul rate)"
+            if args.reference:
+                line += f" | ratio {res['authors'][-1] / res['melp'][-1]:.2f}x"
+            print(line, flush=True)
 
-    def forward_backward():
-        with precision:
-            loss = model(ecg, tokens)["loss"]
-        loss.backward()
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        forward_backward()
-        opt.step()
-
-    model.train()
-    step_flops = count_flops(forward_backward)  # also the warm-up
-    # the machine may be shared: measure the matmul rate right before every timed step
-    times, ratios = [], []
-    for _ in tqdm(range(args.steps), desc="train steps"):
-        peak_now = matmul_gflops()
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-        ratios.append(step_flops / times[-1] / 1e9 / peak_now)
-    step_s = float(np.median(times))
-    step_gflops = step_flops / step_s / 1e9
-
-    signals = np.random.default_rng(0).standard_normal((args.embed, 12, n)).astype(np.float32) * 0.2
-    model.eval()
-    with torch.no_grad(), precision:
-        embed_flops = count_flops(lambda: model.encode_ecg(ecg[:1])) * args.embed  # also the warm-up
-    peak_now = matmul_gflops()
-    with precision:
-        start = time.perf_counter()
-        model.embed_ecg(signals, fs=config.preprocess.fs, batch_size=16)
-        embed_s = time.perf_counter() - start
-    per_s = args.embed / embed_s
-    embed_gflops = embed_flops / embed_s / 1e9
-    embed_ratio = embed_gflops / peak_now
-
-    print(f"\nprecision: {'bf16 autocast' if args.bf16 else 'fp32'}; fp32 matmul {peak:.1f} GFLOP/s at start, "
-          f"{matmul_gflops():.1f} at end; bf16 matmul {matmul_gflops(torch.bfloat16):.1f} GFLOP/s")
-    print(f"train step: {step_s:.2f} s/step (median of {args.steps}: {', '.join(f'{t:.2f}' for t in times)}), "
-          f"{step_flops / 1e12:.2f} TFLOP/step, {step_gflops:.1f} GFLOP/s = {np.median(ratios):.2f} x the fp32 "
-          f"matmul rate measured just before each step; {REFERENCE_STEP_S / step_s:.2f}x the reference's ~{REFERENCE_STEP_S:.0f} s")
-    print(f"inference: {per_s:.2f} ECG/s (embed_ecg on {args.embed} raw 10 s ECGs incl. preprocessing), "
-          f"{embed_gflops:.1f} GFLOP/s = {embed_ratio:.2f} x the fp32 matmul rate; "
-          f"{per_s / REFERENCE_ECG_PER_S:.2f}x the reference's ~{REFERENCE_ECG_PER_S} ECG/s")
+    print()
+    for precision, res in results.items():
+        melp_s = float(np.median(res["melp"]))
+        line = (f"train step, {precision}: melp {melp_s:.2f} s/step (median of {args.rounds} rounds), "
+                f"{ours.flops[precision] / 1e12:.2f} TFLOP/step = {np.median(res['fraction']):.2f} x the {precision} matmul rate")
+        if args.reference:
+            authors_s = float(np.median(res["authors"]))
+            line += (f"; authors {authors_s:.2f} s/step; melp is {authors_s / melp_s:.2f}x faster "
+                     f"(per round: {', '.join(f'{a / m:.2f}x' for a, m in zip(res['authors'], res['melp']))})")
+        print(line)
 
 
 if __name__ == "__main__":

@@ -338,7 +338,7 @@ def _embedding_spread(cfg: dict, steps: int) -> tuple[float, float]:
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                         use_distributed_sampler=False, gradient_clip_val=1.0)
     trainer.fit(module, datamodule=data)
-    batch = TextCollate(model.tokenize)(pairs(ECGCache(cfg["data"]["cache"]), "train").__getitems__(list(range(32))))
+    batch = TextCollate(model.tokenize)(pairs(ECGCache(cfg["data"]["cache"]), "train").batch(list(range(32))))
     model.eval()
     with torch.no_grad():
         e = model.encode_ecg(batch["ecg"])["embedding"]

@@ -53,14 +53,15 @@ def lead_mask(x: torch.Tensor, p: float, generator: torch.Generator | None = Non
 class _CacheDataset(Dataset):
     def __init__(self, cache, split: str | None, lead_mask_prob: float):
         self.cache = _open(cache)
-        if split is not None and split not in ("train", "val", "test"):
-            raise ValueError(f"split must be train, val, test or None, got {split!r}")
+        splits = [split] if isinstance(split, str) else split
+        if splits is not None and (not splits or any(s not in ("train", "val", "test") for s in splits)):
+            raise ValueError(f"split must be train, val, test, a list of them or None, got {split!r}")
         if not 0.0 <= lead_mask_prob < 1.0:
             raise ValueError(f"lead_mask_prob must be in [0, 1), got {lead_mask_prob}")
         self.lead_mask_prob = lead_mask_prob
         rows = np.ones(len(self.cache), dtype=bool)
-        if split is not None:
-            rows &= self.cache.index["split"].to_numpy() == split
+        if splits is not None:
+            rows &= np.isin(self.cache.index["split"].to_numpy(), list(splits))
         self.rows = np.nonzero(rows)[0]  # positions in the cache index
 
     def __len__(self) -> int:

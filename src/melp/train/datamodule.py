@@ -17,36 +17,42 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
 
 from melp.train.lightning_module import report_ids
 
 
 class TextCollate:
-    """Stack ECGs and tokenize reports (a class, not a closure, so worker processes can pickle it)."""
+    """A batch read whole from the cache (``ECGTextDataset.batch``) -> the training batch, its reports
+    tokenized (a class, not a closure, so worker processes can pickle it)."""
 
     def __init__(self, tokenize: Callable[[list[str]], dict]):
         self.tokenize = tokenize
 
-    def __call__(self, items: list[dict]) -> dict:
-        reports = [it["report"] for it in items]
-        return {
-            "ecg": torch.stack([torch.as_tensor(it["ecg"]) for it in items]),
-            "tokens": dict(self.tokenize(reports)),
-            "report_id": report_ids(reports),
-            "index": torch.tensor([int(it["index"]) for it in items], dtype=torch.int64),
-        }
+    def __call__(self, batch: dict) -> dict:
+        return {"ecg": batch["ecg"], "tokens": dict(self.tokenize(batch["report"])),
+                "report_id": report_ids(batch["report"]), "index": batch["index"]}
+
+
+class WholeBatches(Dataset):
+    """A cache dataset read a batch at a time: the DataLoader passes what ``__getitems__`` returns, the
+    batch read from the memmaps in one go, straight to the collate (no split into items and re-stacking)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitems__(self, indices: list[int]) -> dict:
+        return self.dataset.batch(indices)
 
 
 def pairs(cache, splits: str | list[str]):
     """ECG-report pairs of one split, or of several (e.g. ``[val, test]`` for a larger held-out set)."""
-    from torch.utils.data import ConcatDataset
-
     from melp.data.datasets import ECGTextDataset
 
-    if isinstance(splits, str):
-        return ECGTextDataset(cache, split=splits)
-    return ConcatDataset([ECGTextDataset(cache, split=s) for s in splits])
+    return ECGTextDataset(cache, split=splits)
 
 
 class ECGTextDataModule(L.LightningDataModule):
@@ -88,8 +94,9 @@ class ECGTextDataModule(L.LightningDataModule):
         rank = trainer.global_rank if trainer is not None else 0
         sampler = DistributedSampler(dataset, num_replicas=replicas, rank=rank, shuffle=shuffle,
                                      seed=self.seed, drop_last=shuffle)
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=self.collate,
-                          num_workers=self.num_workers, drop_last=shuffle,
+        # batch_sampler (not sampler=): Lightning finds the DistributedSampler inside and sets its epoch
+        return DataLoader(WholeBatches(dataset), batch_sampler=BatchSampler(sampler, self.batch_size, drop_last=shuffle),
+                          collate_fn=self.collate, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:

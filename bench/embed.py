@@ -1,0 +1,117 @@
+"""ECG embedding speed of the paper-size model on raw records, against the authors' code in the same run.
+
+melp: ``MELP.embed_ecg`` on simulated raw 10 s, 500 Hz records in mV, preprocessing included, in
+fp32 and in bf16 (``set_precision``). The authors: ``MELPModel.encode_ecg`` on already-normalised
+tensors (bench/authors_reference.py, run with the reference environment of shared/refbench when
+``--reference`` names it), fp32 and bf16 autocast. Each round runs the authors, then melp; the
+figures of every round are printed, then their medians and the ratios. Also prints the smallest
+cosine between melp's bf16 and fp32 embeddings of the same records, and the in-run fp32 matmul rate.
+
+    python bench/embed.py [--reference /tmp/refbench] [--batches 1 16 256] [--rounds 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from melp.models.config import MELPConfig
+from melp.models.melp import MELP
+from melp.models.text_encoder import build_random_text_model
+from melp.synth import simulate
+
+BENCH = Path(__file__).resolve().parent
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 3) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def authors(reference: str, python: str, batches: list[int], min_ecgs: int, bf16: bool) -> dict[int, float]:
+    cmd = [python, str(BENCH / "authors_reference.py"), reference, "embed", "--batches", *map(str, batches),
+           "--min-ecgs", str(min_ecgs)] + (["--bf16"] if bf16 else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if proc.returncode or line is None:
+        sys.exit(f"the authors' reference failed ({' '.join(cmd)}):\n{proc.stderr[-3000:]}")
+    return {int(b): r for b, r in json.loads(line[7:])["ecg_per_s"].items()}
+
+
+def ours(model: MELP, raw: np.ndarray, batches: list[int], min_ecgs: int, precision: str) -> dict[int, float]:
+    model.set_precision(precision)
+    rates = {}
+    for b in batches:
+        n = max(b, min_ecgs)
+        model.embed_ecg(raw[:b], fs=500, batch_size=b)  # warm-up
+        start = time.perf_counter()
+        for j in range(0, n, b):
+            model.embed_ecg(raw[j:j + b], fs=500, batch_size=b)
+        rates[b] = n / (time.perf_counter() - start)
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", default=None, help="the authors' reference folder (shared/refbench/README.md)")
+    parser.add_argument("--reference-python", default=None, help="its Python (default REFERENCE/venv/bin/python)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 256])
+    parser.add_argument("--min-ecgs", type=int, default=16, help="ECGs timed per batch size, at least")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    python = args.reference_python or (str(Path(args.reference) / "venv/bin/python") if args.reference else None)
+
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = MELPConfig.from_preset("paper")
+        config.text.source = str(build_random_text_model(tmp, hidden_size=768, layers=12, heads=12))
+        model = MELP(config).eval()
+    raw = simulate(max(max(args.batches), args.min_ecgs), seed=0).signals.astype(np.float32)  # (N, 12, 5000) mV
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; paper model; raw records {raw.shape}")
+
+    columns = (["authors fp32", "authors bf16"] if args.reference else []) + ["melp fp32", "melp bf16"]
+    rounds = []
+    for r in range(args.rounds):
+        load, peak = os.getloadavg()[0], matmul_gflops()
+        row = {}
+        if args.reference:
+            row["authors fp32"] = authors(args.reference, python, args.batches, args.min_ecgs, bf16=False)
+            row["authors bf16"] = authors(args.reference, python, args.batches, args.min_ecgs, bf16=True)
+        row["melp fp32"] = ours(model, raw, args.batches, args.min_ecgs, "fp32")
+        row["melp bf16"] = ours(model, raw, args.batches, args.min_ecgs, "bf16")
+        rounds.append(row)
+        print(f"\nround {r + 1} (load average {load:.2f}, fp32 matmul {peak:.0f} GFLOP/s), ECG/s:")
+        print("  batch  " + "".join(f"{c:>14}" for c in columns))
+        for b in args.batches:
+            print(f"  {b:5d}  " + "".join(f"{row[c][b]:14.2f}" for c in columns))
+
+    median = {c: {b: float(np.median([row[c][b] for row in rounds])) for b in args.batches} for c in columns}
+    print(f"\nmedian of {args.rounds} rounds, ECG/s" + (" and melp's speed-up over the authors:" if args.reference else ":"))
+    for b in args.batches:
+        line = f"  batch {b:4d}: " + ", ".join(f"{c} {median[c][b]:.2f}" for c in columns)
+        if args.reference:
+            line += (f" | melp bf16 / authors fp32 {median['melp bf16'][b] / median['authors fp32'][b]:.2f}x, "
+                     f"/ authors bf16 {median['melp bf16'][b] / median['authors bf16'][b]:.2f}x, "
+                     f"melp fp32 / authors fp32 {median['melp fp32'][b] / median['authors fp32'][b]:.2f}x")
+        print(line)
+    model.set_precision("fp32")
+    fp32 = model.embed_ecg(raw, fs=500)
+    bf16 = model.set_precision("bf16").embed_ecg(raw, fs=500)
+    print(f"smallest cosine between melp's bf16 and fp32 embeddings of the {len(raw)} records: "
+          f"{float((fp32 * bf16).sum(1).min()):.5f}")
+
+
+if __name__ == "__main__":
+    main()
