@@ -110,3 +110,37 @@ def test_batch_loader_matches_default_collation(ludb_cache):
             assert torch.equal(a[key], b[key])
     texts = next(iter(batch_loader(ECGTextDataset(ludb_cache), batch_size=4, shuffle=True, num_workers=1)))
     assert texts["ecg"].shape == (4, 12, 5000) and len(texts["report"]) == 4 and texts["index"].dtype == torch.int64
+
+
+def test_training_loader_reads_whole_batches_and_reshuffles_each_epoch(ludb_cache):
+    """The pretraining DataModule: every pair once per epoch in batches read whole from the cache, equal to
+    the dataset's own items, and Lightning's per-epoch set_epoch reaches the sampler (a new order)."""
+    from lightning.fabric.utilities.data import _set_sampler_epoch
+
+    from melp.train.datamodule import ECGTextDataModule
+
+    data = ECGTextDataModule(ludb_cache.path, lambda reports: {"n": torch.tensor([len(r) for r in reports])},
+                             batch_size=2, val_split=None, seed=3)
+    data.setup("fit")
+    loader, ds = data.train_dataloader(), data.train_set
+    orders = []
+    for epoch in range(3):
+        _set_sampler_epoch(loader, epoch)
+        batches = list(loader)
+        assert [len(b["index"]) for b in batches] == [2, 2, 2]  # 7 pairs, the last one dropped
+        for b in batches:
+            for k, row in enumerate(b["index"].tolist()):
+                item = ds[int(np.nonzero(ds.rows == row)[0][0])]
+                np.testing.assert_array_equal(b["ecg"][k].numpy(), item["ecg"].numpy())
+                assert b["tokens"]["n"][k] == len(item["report"])
+        orders.append(torch.cat([b["index"] for b in batches]).tolist())
+    assert len(set(map(tuple, orders))) > 1
+
+
+def test_a_list_of_splits_selects_their_rows(ludb_cache):
+    splits = ludb_cache.index["split"].to_numpy()
+    ds = ECGTextDataset(ludb_cache, split=["val", "test"])
+    assert set(splits[ds.rows]) <= {"val", "test"}
+    assert len(ds) == len(ECGTextDataset(ludb_cache, split="val")) + len(ECGTextDataset(ludb_cache, split="test"))
+    with pytest.raises(ValueError, match="split must be"):
+        ECGTextDataset(ludb_cache, split=["train", "holdout"])
