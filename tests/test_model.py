@@ -258,3 +258,37 @@ def test_a_text_folder_without_weights_gives_a_random_tower_with_a_warning(text_
 def test_paper_preset_asks_for_its_text_model():
     with pytest.raises(ValueError, match="text.source is not set.*BERT-base folder"):
         melp.MELP.from_preset("paper")
+
+
+def test_bf16_embeddings_match_fp32_and_follow_weight_changes(overfit_model):
+    """bf16 inference (a bf16 copy of the ECG side, autocast) stays within cosine 0.999 of fp32, also for a
+    record with a near-flat lead (the first convolution and its GroupNorm stay fp32), and a weight changed
+    in place after a bf16 call is seen by the next one (the copy is rebuilt)."""
+    model, x = overfit_model
+    quiet = x[:1].copy()
+    quiet[0, 5] *= 0.01
+    signals = np.concatenate([x, quiet])
+
+    def cosine(a, b):
+        return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+    weight = model.ecg_encoder.layers[-1].fc2.weight
+    saved = weight.detach().clone()
+    try:
+        fp32 = model.embed_ecg(signals)
+        bf16 = model.set_precision("bf16").embed_ecg(signals)
+        assert cosine(bf16, fp32).min() >= 0.999
+        assert not np.array_equal(bf16, fp32)
+        with torch.no_grad():
+            weight.copy_(saved.roll(1, dims=0))
+        changed_bf16 = model.embed_ecg(signals)
+        changed_fp32 = model.set_precision("fp32").embed_ecg(signals)
+        # the new weights are used: far closer to the new fp32 embeddings than to the old bf16 ones
+        assert cosine(changed_bf16, changed_fp32).min() > 0.995 > 0.99 > cosine(changed_bf16, bf16).min(), (
+            cosine(changed_bf16, changed_fp32), cosine(changed_bf16, bf16))
+    finally:
+        model.set_precision("fp32")
+        with torch.no_grad():
+            weight.copy_(saved)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        model.set_precision("fp16")

@@ -45,7 +45,12 @@ class FeatureExtractor(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.layers(x)
+        # The first block in fp32 even under bf16 autocast: its per-channel GroupNorm divides by how much
+        # each channel varies, which for a quiet lead is far below bf16's rounding of the min-max input
+        # (values near 0.5): in bf16 that rounding would be amplified into the features.
+        with torch.autocast(x.device.type, enabled=False):
+            h = self.layers[0](x.float())
+        return self.layers[1:](h)
 
 
 class PositionalConv(nn.Module):

@@ -9,6 +9,7 @@ each file's size and sha256, which ``load`` checks): no pickle, no network.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from melp.atomic import atomic_folder, check_manifest
 from melp.data.preprocess import PreprocessConfig, preprocess, preprocess_batch
@@ -30,6 +32,7 @@ from melp.models.text_encoder import TextEncoder, quiet_hf
 CONFIG_FILE, WEIGHTS_FILE, TEXT_DIR, PREPROCESS_FILE = "config.json", "model.safetensors", "text_model", "preprocess.json"
 TEXT_PREFIX = "text_encoder.model."  # these weights live in text_model/, not in model.safetensors
 PRECISIONS = ("fp32", "bf16")
+CPU_BATCH = 16  # ECGs per forward on a CPU: larger batches only add memory traffic (bench/embed.py)
 
 
 class MELP(nn.Module):
@@ -100,13 +103,16 @@ class MELP(nn.Module):
         ``features`` (B, D) linear-probe features, and unless ``caption_tokens=False`` (embeddings
         only: the caption pooler's work is skipped) ``tokens`` (B, queries, decoder width)."""
         h = self.ecg_encoder(x)
-        beats_normed = self.beat_norm(self.beat_pooler(h))
-        beats = beats_normed @ self.beat_proj
-        out = {"embedding": F.normalize(beats.mean(dim=1), dim=-1), "beats": beats,
-               "features": beats_normed.mean(dim=1)}
+        out = self._beat_outputs(self.beat_pooler(h))
         if caption_tokens:
             out["tokens"] = self.caption_norm(self.caption_pooler(h))
         return out
+
+    def _beat_outputs(self, pooled: Tensor) -> dict[str, Tensor]:
+        beats_normed = self.beat_norm(pooled)
+        beats = beats_normed @ self.beat_proj
+        return {"embedding": F.normalize(beats.mean(dim=1), dim=-1), "beats": beats,
+                "features": beats_normed.mean(dim=1)}
 
     def encode_text(self, tokens: dict[str, Tensor]) -> dict[str, Tensor]:
         """``embedding`` (B, D) L2-normalised, ``states``, ``sentences`` (B, S, D), ``sentence_mask``."""
@@ -171,14 +177,40 @@ class MELP(nn.Module):
             raise ValueError("no ECG given")
         return torch.from_numpy(np.concatenate(windows)), np.asarray(owner)
 
+    def _bf16_ecg_side(self) -> nn.ModuleDict:
+        """The ECG encoder and beat pooler with their matrix weights already in bf16, for bf16 inference
+        (autocast would cast all 62 M of them again on every call: a third of the time of one ECG). A
+        copy, not part of the model's state; rebuilt whenever a weight changed (tensor versions)."""
+        params = [*self.ecg_encoder.parameters(), *self.beat_pooler.parameters()]
+        key = tuple((p.data_ptr(), p._version) for p in params)
+        if getattr(self, "_bf16_key", None) != key:
+            encoder = ECGEncoder(self.config.ecg)  # built, not deep-copied: a copied weight_norm breaks
+            encoder.load_state_dict(self.ecg_encoder.state_dict())
+            # the weight as autocast would see it: computed in fp32 once, then rounded to bf16
+            parametrize.remove_parametrizations(encoder.pos_conv.conv, "weight")
+            side = nn.ModuleDict({"encoder": encoder, "pooler": copy.deepcopy(self.beat_pooler)}).to(self.device)
+            first = encoder.features.layers[0]  # runs in fp32 (FeatureExtractor.forward)
+            for module in side.modules():
+                if isinstance(module, (nn.Linear, nn.Conv1d)) and module not in first.modules():
+                    module.to(torch.bfloat16)
+            object.__setattr__(self, "_bf16_side", side.eval())  # not a submodule: no state, no .to()
+            object.__setattr__(self, "_bf16_key", key)
+        return self._bf16_side
+
     def _encode_raw(self, x, fs: float, batch_size: int) -> dict[str, Tensor]:
         windows, owner = self._windows(x, fs)
+        if self.device.type == "cpu":
+            batch_size = min(batch_size, CPU_BATCH)
         parts = []
-        # one autocast region around every batch: its cache casts each weight to bf16 once
         with self._inference(), torch.autocast(self.device.type, dtype=torch.bfloat16,
                                                enabled=self.precision == "bf16"):
+            side = self._bf16_ecg_side() if self.precision == "bf16" else None
             for start in range(0, len(windows), batch_size):
-                out = self.encode_ecg(windows[start:start + batch_size].to(self.device), caption_tokens=False)
+                batch = windows[start:start + batch_size].to(self.device)
+                if side is None:
+                    out = self.encode_ecg(batch, caption_tokens=False)
+                else:
+                    out = self._beat_outputs(side["pooler"](side["encoder"](batch)))
                 parts.append((out["embedding"].float().cpu(), out["features"].float().cpu()))
         emb = torch.cat([p[0] for p in parts])
         feats = torch.cat([p[1] for p in parts])
