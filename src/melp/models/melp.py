@@ -9,7 +9,6 @@ each file's size and sha256, which ``load`` checks): no pickle, no network.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 from pathlib import Path
 
@@ -18,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 
 from melp.atomic import atomic_folder, check_manifest
 from melp.data.preprocess import PreprocessConfig, preprocess, preprocess_batch
@@ -26,6 +24,7 @@ from melp.losses import LossWeights, MultiScaleLoss
 from melp.models.config import MELPConfig
 from melp.models.decoder import CaptionDecoder
 from melp.models.ecg_encoder import ECGEncoder
+from melp.models.fast_inference import bf16_ecg_side
 from melp.models.poolers import AttentionalPooler
 from melp.models.text_encoder import TextEncoder, quiet_hf
 
@@ -178,22 +177,14 @@ class MELP(nn.Module):
         return torch.from_numpy(np.concatenate(windows)), np.asarray(owner)
 
     def _bf16_ecg_side(self) -> nn.ModuleDict:
-        """The ECG encoder and beat pooler with their matrix weights already in bf16, for bf16 inference
-        (autocast would cast all 62 M of them again on every call: a third of the time of one ECG). A
-        copy, not part of the model's state; rebuilt whenever a weight changed (tensor versions)."""
+        """The bf16 inference copy of the ECG encoder and beat pooler (melp.models.fast_inference): not
+        part of the model's state, rebuilt whenever one of their weights changed (tensor versions)."""
         params = [*self.ecg_encoder.parameters(), *self.beat_pooler.parameters()]
         key = tuple((p.data_ptr(), p._version) for p in params)
         if getattr(self, "_bf16_key", None) != key:
-            encoder = ECGEncoder(self.config.ecg)  # built, not deep-copied: a copied weight_norm breaks
-            encoder.load_state_dict(self.ecg_encoder.state_dict())
-            # the weight as autocast would see it: computed in fp32 once, then rounded to bf16
-            parametrize.remove_parametrizations(encoder.pos_conv.conv, "weight")
-            side = nn.ModuleDict({"encoder": encoder, "pooler": copy.deepcopy(self.beat_pooler)}).to(self.device)
-            first = encoder.features.layers[0]  # runs in fp32 (FeatureExtractor.forward)
-            for module in side.modules():
-                if isinstance(module, (nn.Linear, nn.Conv1d)) and module not in first.modules():
-                    module.to(torch.bfloat16)
-            object.__setattr__(self, "_bf16_side", side.eval())  # not a submodule: no state, no .to()
+            frames = self.ecg_encoder.n_frames(self.config.preprocess.n_samples)
+            side = bf16_ecg_side(self.ecg_encoder, self.beat_pooler, frames).to(self.device)
+            object.__setattr__(self, "_bf16_side", side)  # not a submodule: no state_dict, no .to()
             object.__setattr__(self, "_bf16_key", key)
         return self._bf16_side
 
