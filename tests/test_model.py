@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import melp
 from melp.models.config import MELPConfig
@@ -292,3 +293,29 @@ def test_bf16_embeddings_match_fp32_and_follow_weight_changes(overfit_model):
             weight.copy_(saved)
     with pytest.raises(ValueError, match="precision must be one of"):
         model.set_precision("fp16")
+
+
+def test_positional_convolution_through_the_fft_equals_the_direct_one():
+    """The FFT path (GPUs, fp32 training on CPUs) gives the direct grouped convolution's output and
+    gradients to fp32 rounding, for the paper's kernel (128, even: one frame trimmed) and an odd one."""
+    from melp.models.ecg_encoder import PositionalConv
+
+    torch.manual_seed(0)
+    for width, kernel, groups, frames in ((64, 128, 16, 312), (32, 7, 4, 50)):
+        conv = PositionalConv(width, kernel, groups)
+        x = torch.randn(3, frames, width, requires_grad=True)
+        assert PositionalConv.use_fft(x)  # fp32 with gradients on this CPU
+        fft = conv(x)
+        (fft ** 2).sum().backward()
+        grads_fft = [x.grad.clone()] + [p.grad.clone() for p in conv.parameters()]
+        x.grad = None
+        conv.zero_grad()
+        direct = F.gelu(conv.conv(x.transpose(1, 2))[..., : frames]).transpose(1, 2)
+        (direct ** 2).sum().backward()
+        grads_direct = [x.grad] + [p.grad for p in conv.parameters()]
+        assert fft.shape == direct.shape == (3, frames, width)
+        torch.testing.assert_close(fft, direct, rtol=1e-4, atol=1e-5)
+        for a, b in zip(grads_fft, grads_direct):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+        with torch.no_grad():
+            assert not PositionalConv.use_fft(x)  # inference on a CPU: the direct convolution

@@ -79,8 +79,8 @@ def fft_grouped_conv1d(x: Tensor, spectrum: Tensor, bias: Tensor, padding: int, 
 
 
 class PositionalConv(nn.Module):
-    """Weight-normalised grouped convolution over frames (computed through the FFT); even kernels give one
-    extra frame, dropped."""
+    """Weight-normalised grouped convolution over frames (directly or through the FFT, whichever is faster
+    where it runs); even kernels give one extra frame, dropped."""
 
     def __init__(self, width: int, kernel: int, groups: int):
         super().__init__()
@@ -90,10 +90,20 @@ class PositionalConv(nn.Module):
         self.conv = weight_norm(conv, name="weight", dim=2)
         self.kernel, self.groups, self.trim = kernel, groups, kernel % 2 == 0
 
+    @staticmethod
+    def use_fft(x: Tensor) -> bool:
+        """Measured (docs/speed.md): the FFT wins on GPUs (cuDNN's grouped long-kernel convolution is slow)
+        and for fp32 training on CPUs (fwd + bwd 1.4x); a CPU's bf16 convolution (AMX) is 3x faster than
+        the fp32 FFT under autocast, and without gradients the weight's transform does not pay off."""
+        return x.is_cuda or (torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type))
+
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D)
-        n_fft = x.shape[1] + 2 * (self.kernel // 2)
-        spectrum = conv_spectrum(self.conv.weight, self.groups, n_fft)
-        y = fft_grouped_conv1d(x.transpose(1, 2), spectrum, self.conv.bias, self.kernel // 2, self.kernel, n_fft)
+        if self.use_fft(x):
+            n_fft = x.shape[1] + 2 * (self.kernel // 2)
+            spectrum = conv_spectrum(self.conv.weight, self.groups, n_fft)
+            y = fft_grouped_conv1d(x.transpose(1, 2), spectrum, self.conv.bias, self.kernel // 2, self.kernel, n_fft)
+        else:
+            y = self.conv(x.transpose(1, 2))
         if self.trim:
             y = y[..., :-1]
         return F.gelu(y).transpose(1, 2)
