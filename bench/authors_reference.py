@@ -30,15 +30,6 @@ HPARAMS = dict(  # main_pretrain.py's argparse namespace for the paper's command
 )
 
 
-def matmul_gflops(torch, n=2048, repeats=3):
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
-
-
 def normalised_ecgs(torch, n, gen):
     """(n, 12, 5000) in [0, 1], min-max over each whole record (their dataset's normalisation)."""
     x = torch.randn(n, 12, 5000, generator=gen).cumsum(-1) * 0.05 + torch.randn(n, 12, 5000, generator=gen) * 0.1
@@ -68,7 +59,7 @@ def build_model(ref):
 
 def time_training(torch, model, args):
     sys.path.insert(0, BENCH)
-    from bench_reports import REPORTS
+    from common import REPORTS, matmul_gflops
 
     [opt], [sched] = model.configure_optimizers()
     sched = sched["scheduler"]
@@ -91,7 +82,7 @@ def time_training(torch, model, args):
     step(1)  # warm-up
     times, rates, losses = [], [], []
     for i in range(args.steps):
-        rates.append(matmul_gflops(torch))
+        rates.append(matmul_gflops())
         start = time.perf_counter()
         losses.append(step(2 + i))
         times.append(time.perf_counter() - start)

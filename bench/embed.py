@@ -29,15 +29,8 @@ from melp.models.text_encoder import build_random_text_model
 from melp.synth import simulate
 
 BENCH = Path(__file__).resolve().parent
-
-
-def matmul_gflops(n: int = 2048, repeats: int = 3) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
+sys.path.insert(0, str(BENCH))
+from common import matmul_gflops  # noqa: E402
 
 
 def authors(reference: str, python: str, batches: list[int], min_ecgs: int, bf16: bool) -> dict[int, float]:

@@ -1,7 +1,7 @@
 """Training-step speed of the paper-size MELP on this machine, against the authors' code in the same run.
 
 One step = forward (the three losses), backward, AdamW, at batch 8 on the 8 reports of
-bench_reports.py. The text side is a randomly initialised BERT-base of heart_bert's shape. With
+bench/common.py. The text side is a randomly initialised BERT-base of heart_bert's shape. With
 ``--reference DIR`` (the authors' code built as shared/refbench/README.md says) each round times
 the authors' step (bench/authors_reference.py, a subprocess), then melp's, for each precision:
 the figures of every round are printed, then the medians and the ratio. melp's figure also comes
@@ -32,18 +32,9 @@ from melp.models.text_encoder import build_random_text_model
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from bench_reports import REPORTS  # noqa: E402
+from common import REPORTS, matmul_gflops  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-
-def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 3) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b  # warm-up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def authors_step(reference: str, python: str, batch: int, steps: int, precision: str) -> list[float]:

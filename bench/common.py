@@ -1,5 +1,7 @@
-"""The 8 MIMIC-IV-ECG-style reports both training-step benches use (ours and the authors' harness):
-no imports, so the authors' environment can load it too."""
+"""What the side-by-side benches share; no melp import, so the authors' environment loads it too
+(bench/authors_reference.py): the 8 MIMIC-IV-ECG-style reports of the training-step benches and the
+in-run matmul rate."""
+import time
 
 REPORTS = [
     "sinus rhythm. normal ecg.",
@@ -11,3 +13,15 @@ REPORTS = [
     "sinus rhythm with premature ventricular complexes. poor r wave progression - probable normal variant. borderline ecg.",
     "paced rhythm. no further analysis. abnormal ecg.",
 ]
+
+
+def matmul_gflops(dtype=None, n: int = 2048, repeats: int = 3) -> float:
+    """This CPU's matmul rate right now (GFLOP/s) for ``dtype`` (default float32)."""
+    import torch
+
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
