@@ -12,8 +12,8 @@ machine-independent figure: how close to this CPU's matmul speed the whole step 
 """
 from __future__ import annotations
 
-import contextlib
 import argparse
+import contextlib
 import json
 import os
 import subprocess

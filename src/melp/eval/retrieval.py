@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from melp.eval import outputs
+from melp.eval.cli_common import add_precision
 from melp.eval.data import EvalSet, load_eval_set
 from melp.eval.embed import embed_set, embed_texts, l2_normalize
-from melp.eval.cli_common import add_precision
 
 KS = (1, 5, 10)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
 from melp.models.attention import Attention
@@ -89,6 +90,14 @@ class PositionalConv(nn.Module):
         nn.init.zeros_(conv.bias)
         self.conv = weight_norm(conv, name="weight", dim=2)
         self.kernel, self.groups, self.trim = kernel, groups, kernel % 2 == 0
+        self.register_buffer("spectrum", None)  # set by freeze()
+
+    def freeze(self, frames: int) -> None:
+        """For an inference copy (melp.models.fast_inference): fix the weight (g * v / |v|) and compute its
+        spectrum for ``frames`` frames once, so every call takes the FFT path without transforming it."""
+        parametrize.remove_parametrizations(self.conv, "weight")
+        n_fft = frames + 2 * (self.kernel // 2)
+        self.spectrum = conv_spectrum(self.conv.weight.detach(), self.groups, n_fft).contiguous()
 
     @staticmethod
     def use_fft(x: Tensor) -> bool:
@@ -98,9 +107,9 @@ class PositionalConv(nn.Module):
         return x.is_cuda or (torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type))
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D)
-        if self.use_fft(x):
+        if self.spectrum is not None or self.use_fft(x):
             n_fft = x.shape[1] + 2 * (self.kernel // 2)
-            spectrum = conv_spectrum(self.conv.weight, self.groups, n_fft)
+            spectrum = self.spectrum if self.spectrum is not None else conv_spectrum(self.conv.weight, self.groups, n_fft)
             y = fft_grouped_conv1d(x.transpose(1, 2), spectrum, self.conv.bias, self.kernel // 2, self.kernel, n_fft)
         else:
             y = self.conv(x.transpose(1, 2))

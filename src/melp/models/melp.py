@@ -205,8 +205,6 @@ class MELP(nn.Module):
                 parts.append((out["embedding"].float().cpu(), out["features"].float().cpu()))
         emb = torch.cat([p[0] for p in parts])
         feats = torch.cat([p[1] for p in parts])
-        if len(owner) == int(owner[-1]) + 1:  # one window per record
-            return {"embedding": F.normalize(emb, dim=-1), "features": feats}
         # records with several windows: average over their windows
         n = int(owner.max()) + 1
         index = torch.from_numpy(owner)
