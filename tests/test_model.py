@@ -256,6 +256,21 @@ def test_a_text_folder_without_weights_gives_a_random_tower_with_a_warning(text_
     assert model.text_encoder.model.config.hidden_size == 32
 
 
+def test_text_dropout_setting_reaches_every_text_dropout(text_dir):
+    def text_dropouts(model):
+        return {m.p for m in model.text_encoder.model.modules() if isinstance(m, torch.nn.Dropout)}
+
+    assert text_dropouts(melp.MELP(small_config(text_dir))) == {0.1}  # the BERT config's own
+    cfg = small_config(text_dir)
+    cfg.text.dropout = 0.0
+    model = melp.MELP(cfg).train()
+    assert text_dropouts(model) == {0.0} and model.text_encoder.model.config.attention_probs_dropout_prob == 0.0
+    tokens = model.tokenize(REPORTS)
+    with torch.no_grad():  # no dropout: training mode gives the same states twice
+        a, b = (model.text_encoder.states(tokens["input_ids"], tokens["attention_mask"]) for _ in range(2))
+    assert torch.equal(a, b)
+
+
 def test_paper_preset_asks_for_its_text_model():
     with pytest.raises(ValueError, match="text.source is not set.*BERT-base folder"):
         melp.MELP.from_preset("paper")

@@ -102,6 +102,17 @@ def test_lead_masking_is_reproducible_and_near_p():
     assert torch.all((a == 0) | (a == 1)) and torch.equal(mask_leads(x, 0.0, (0,)), x)
 
 
+def test_precision_auto_picks_bf16_only_where_the_hardware_runs_it(monkeypatch):
+    from melp.train import pretrain
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(pretrain, "native_bf16_cpu", lambda: True)
+    assert pretrain.resolve_precision("auto", "cpu") == "bf16-mixed"
+    assert pretrain.resolve_precision("32-true", "cpu") == "32-true"  # an explicit choice stays
+    monkeypatch.setattr(pretrain, "native_bf16_cpu", lambda: False)
+    assert pretrain.resolve_precision("auto", "auto") == "32-true"
+
+
 def test_recall_counts_identical_reports_as_hits():
     ecg = torch.eye(4)
     text = torch.eye(4)[[1, 0, 2, 3]]  # ECG 0 is closest to text 1, ECG 1 to text 0

@@ -72,6 +72,7 @@ class TextConfig:
     freeze_fraction: float = 0.5  # first half of the layers frozen in stage 2 (paper: 6 of 12)
     freeze_embeddings: bool = True  # melp's presets; the reference trains the embeddings (paper: false)
     sentence_tail: bool = True  # text after the last '.' is a sentence (the reference drops it: paper false)
+    dropout: float | None = None  # hidden and attention dropout of the text model; None: its own (BERT: 0.1)
 
 
 @dataclass

@@ -71,12 +71,12 @@ def quiet_hf():
             hf_logging.enable_progress_bar()
 
 
-def load_text_model(path: Path, load_weights: bool = True):
+def load_text_model(path: Path, load_weights: bool = True, dropout: float | None = None):
     """(tokenizer with [BOS], causal HF model with room for [BOS]) from a local folder.
 
     A folder with a config and a tokenizer but no weights (or ``load_weights=False``) gives a randomly
     initialised model of that shape: what a converter fills from a checkpoint, and a stand-in for
-    benchmarks and tests."""
+    benchmarks and tests. ``dropout`` replaces the model's hidden and attention dropout (None: keep)."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -85,15 +85,17 @@ def load_text_model(path: Path, load_weights: bool = True):
     if None in (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id):
         raise ValueError(f"text model {path}: its tokenizer needs [CLS], [SEP] and [PAD] tokens (BERT family)")
     has_weights = any((path / name).is_file() for name in WEIGHT_FILES)
+    config = AutoConfig.from_pretrained(path, local_files_only=True, is_decoder=True)
+    if dropout is not None:
+        config.hidden_dropout_prob = config.attention_probs_dropout_prob = dropout
     with quiet_hf():
         if has_weights and load_weights:
-            model = AutoModel.from_pretrained(path, local_files_only=True, is_decoder=True,
+            model = AutoModel.from_pretrained(path, config=config, local_files_only=True,
                                               add_pooling_layer=False, attn_implementation="sdpa")
         else:
             if load_weights:
                 warnings.warn(f"text model {path} holds no weights: its text tower is randomly initialised",
                               stacklevel=2)
-            config = AutoConfig.from_pretrained(path, local_files_only=True, is_decoder=True)
             model = AutoModel.from_config(config, add_pooling_layer=False, attn_implementation="sdpa")
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
             # a pretrained model's new [BOS] row starts near its embeddings (their mean and covariance)
@@ -125,7 +127,7 @@ class TextEncoder(nn.Module):
     def __init__(self, cfg: TextConfig, embed_dim: int, load_weights: bool = True):
         super().__init__()
         self.cfg = cfg
-        self.tokenizer, self.model = load_text_model(resolve_text_model(cfg.source), load_weights)
+        self.tokenizer, self.model = load_text_model(resolve_text_model(cfg.source), load_weights, cfg.dropout)
         if self.model.config.max_position_embeddings < cfg.max_length:
             raise ValueError(f"text.max_length {cfg.max_length} exceeds the text model's "
                              f"{self.model.config.max_position_embeddings} positions")
