@@ -1,0 +1,91 @@
+"""Helpers shared by the hospital-format readers: lead labels, units, safe XML, derived leads."""
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+import numpy as np
+
+from melp.data.readers import RecordError, _unit_factor
+
+# Words that machines put around a lead's name: "Lead I (Einthoven)", "ECG V1", "MDC_ECG_LEAD_AVR".
+_LABEL_PREFIX = re.compile(r"^(?:mdc_ecg_lead_|lead[\s_-]*|ecg[\s_-]*|ekg[\s_-]*)+", re.IGNORECASE)
+_PARENTHESIS = re.compile(r"\s*\(.*?\)\s*")
+
+# Unit spellings of the formats (GE MUSE writes words) -> the spellings readers._unit_factor knows.
+_UNIT_WORDS = {"microvolts": "uV", "microvolt": "uV", "millivolts": "mV", "millivolt": "mV",
+               "volts": "V", "volt": "V", "nanovolts": "nV", "nanovolt": "nV"}
+
+LIMB_LEADS_DERIVED = ("III", "aVR", "aVL", "aVF")
+
+
+def lead_label(label: str) -> str:
+    """A channel label reduced to the lead name it carries ("Lead I (Einthoven)" -> "I").
+
+    Only the decoration is removed; whether the rest is a lead is for ``match_leads`` to say,
+    so an unknown label still reaches the caller's error message.
+    """
+    text = _PARENTHESIS.sub(" ", str(label)).strip()
+    stripped = _LABEL_PREFIX.sub("", text).strip()
+    return stripped or text
+
+
+def unit_factor(path, unit: str) -> float:
+    """mV per unit of ``unit`` (mV, uV, µV, V, MICROVOLTS, ...); RecordError for anything else."""
+    unit = str(unit or "").strip()
+    return _unit_factor(path, _UNIT_WORDS.get(unit.lower(), unit))
+
+
+def parse_xml(path) -> ET.Element:
+    """The root of an XML file, parsed without expanding entities or fetching anything.
+
+    Declared entities (billion laughs, external entities) are refused outright. A bare external
+    DOCTYPE line is allowed: GE MUSE exports carry ``<!DOCTYPE RestingECG SYSTEM "restecg.dtd">``,
+    and the parser never loads it.
+    """
+    from defusedxml import DefusedXmlException
+    from defusedxml import ElementTree as SafeET
+
+    try:
+        return SafeET.parse(str(path), forbid_dtd=False, forbid_entities=True, forbid_external=True).getroot()
+    except DefusedXmlException as err:
+        raise RecordError(path, f"XML declares entities or external references ({type(err).__name__}): "
+                                "refused, an ECG export never needs them") from None
+    except ET.ParseError as err:
+        raise RecordError(path, f"not well-formed XML ({err})") from None
+
+
+def local(tag: str) -> str:
+    """An element's tag without its namespace ("{urn:hl7-org:v3}series" -> "series")."""
+    return tag.rsplit("}", 1)[-1]
+
+
+def derive_limb_leads(channels: list[np.ndarray], names: list[str], notes: list[str]) -> None:
+    """Add III, aVR, aVL and aVF computed from I and II (Einthoven and Goldberger) when a file
+    stores only the 8 independent leads, as GE MUSE and many aECG files do."""
+    have = {name: k for k, name in enumerate(names)}
+    if "I" not in have or "II" not in have or any(lead in have for lead in LIMB_LEADS_DERIVED):
+        return
+    lead_i, lead_ii = channels[have["I"]], channels[have["II"]]
+    derived = {"III": lead_ii - lead_i, "aVR": -(lead_i + lead_ii) / 2,
+               "aVL": lead_i - lead_ii / 2, "aVF": lead_ii - lead_i / 2}
+    for name, values in derived.items():
+        channels.append(values)
+        names.append(name)
+    notes.append("leads III, aVR, aVL, aVF computed from I and II (the file stores 8 leads)")
+
+
+def stack_equal_length(path, channels: list[np.ndarray], names: list[str]) -> np.ndarray:
+    """(n, T) float64 of channels that must all hold the same number of samples."""
+    lengths = {name: len(c) for name, c in zip(names, channels)}
+    if len(set(lengths.values())) > 1:
+        raise RecordError(path, f"leads hold different numbers of samples: {lengths}")
+    return np.stack([np.asarray(c, dtype=np.float64) for c in channels])
+
+
+def parse_age(value) -> float | None:
+    number = re.search(r"\d+(?:\.\d+)?", str(value or ""))
+    return float(number.group()) if number else None
+
+
+def parse_sex(value) -> str | None:
+    return {"m": "M", "male": "M", "f": "F", "female": "F"}.get(str(value or "").strip().lower())
