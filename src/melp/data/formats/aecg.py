@@ -93,6 +93,11 @@ def _statements(series) -> list[str]:
 
 
 def _demographics(root, meta: dict) -> None:
+    for subject in root.iter(f"{HL7}trialSubject"):
+        identifier = subject.find(f"{HL7}id")
+        if identifier is not None:
+            meta["patient_id"] = identifier.get("extension") or identifier.get("root")
+        break
     for person in root.iter(f"{HL7}subjectDemographicPerson"):
         gender = person.find(f"{HL7}administrativeGenderCode")
         if gender is not None:

@@ -85,6 +85,7 @@ def read_dicom(path, *, allow_missing_leads: bool = False, strict: bool = False)
     meta = _empty_meta()
     meta["age"] = _age(ds.get("PatientAge"))
     meta["sex"] = parse_sex(ds.get("PatientSex"))
+    meta["patient_id"] = str(ds.get("PatientID", "") or "").strip() or None
     meta["statements"] = list(dict.fromkeys(
         " ".join(str(a.UnformattedTextValue).split())
         for a in ds.get("WaveformAnnotationSequence", [])

@@ -18,13 +18,33 @@ from melp.data.leads import canonical_lead_name, extra_channel_name
 from melp.data.readers import Record, RecordError, _empty_meta, _to_record
 
 
+def _check_size(path: Path, bdf: bool) -> None:
+    """A file shorter than its header's data records is truncated: edfio would drop the partial
+    records silently (and report no samples when none is whole)."""
+    with open(path, "rb") as f:
+        head = f.read(256)
+        try:
+            n_signals = int(head[252:256].decode("ascii"))
+            n_records = int(head[236:244].decode("ascii"))
+            per_record = f.read(256 * n_signals)[216 * n_signals:224 * n_signals]
+            samples = sum(int(per_record[8 * k:8 * k + 8].decode("ascii")) for k in range(n_signals))
+        except (UnicodeDecodeError, ValueError):
+            return  # edfio names what is wrong with the header
+    needed = 256 * (n_signals + 1) + n_records * samples * (3 if bdf else 2)
+    size = path.stat().st_size
+    if n_records > 0 and size < needed:
+        raise RecordError(path, f"truncated: the header declares {n_records} data records ({needed} bytes), "
+                                f"the file holds {size}")
+
+
 def read_edf(path, *, allow_missing_leads: bool = False, strict: bool = False) -> Record:
     import edfio
 
     path = Path(path)
+    with open(path, "rb") as f:
+        bdf = f.read(1) == b"\xff"
+    _check_size(path, bdf)
     try:
-        with open(path, "rb") as f:
-            bdf = f.read(1) == b"\xff"
         edf = (edfio.read_bdf if bdf else edfio.read_edf)(path)
         signals = list(edf.signals)
     except Exception as err:  # edfio raises ValueError, EOFError... on a damaged header or data

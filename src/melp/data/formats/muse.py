@@ -78,7 +78,7 @@ def _lead(path, lead) -> tuple[str, np.ndarray]:
         raise RecordError(path, f"{where}: <WaveFormData> is not valid base64 ({err}); truncated?") from None
     declared = _text(lead, "LeadSampleCountTotal")
     if len(data) % 2:
-        raise RecordError(path, f"{where}: {len(data)} bytes of waveform data is not a whole number of int16 samples")
+        raise RecordError(path, f"{where}: {len(data)} bytes of waveform data is not a whole number of int16 samples; truncated?")
     samples = np.frombuffer(data, dtype="<i2")
     if declared is not None and declared.isdigit() and int(declared) != samples.size:
         raise RecordError(path, f"{where}: LeadSampleCountTotal says {declared} samples, "
@@ -121,6 +121,7 @@ def read_muse(path, *, allow_missing_leads: bool = False, strict: bool = False) 
         age = parse_age(_text(demographics, "PatientAge"))
         meta["age"] = age if units == "YEARS" else None
         meta["sex"] = parse_sex(_text(demographics, "Gender"))
+        meta["patient_id"] = _text(demographics, "PatientID")
     confirmed, original = root.find("Diagnosis"), root.find("OriginalDiagnosis")
     meta["statements"] = statements(confirmed) if confirmed is not None else []
     meta["original_statements"] = statements(original) if original is not None else []

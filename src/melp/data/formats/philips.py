@@ -131,5 +131,6 @@ def read_philips(path, *, allow_missing_leads: bool = False, strict: bool = Fals
     if patient is not None:
         meta["age"] = parse_age(_find_text(patient, "years"))
         meta["sex"] = parse_sex(_find_text(patient, "sex"))
+        meta["patient_id"] = _find_text(patient, "patientid")
     data = np.stack(channels) * (resolution * UV_TO_MV)
     return _to_record(path, data, [lead_label(name) for name in labels], fs, meta, allow_missing_leads, strict)
