@@ -645,3 +645,27 @@ def test_edf_header_check():
     assert len(head) == 256
     assert not _is_edf(head + b"\x00" * 3000)
     assert _is_edf(head.replace(b"999     ", b"3328    ") + b"\x00" * 10)
+
+
+def test_classify_reads_hospital_files(tmp_path, synthetic, capsys):
+    """`melp classify` on a MUSE file and on a CSV whose rate comes from --fs (`melp report` reads
+    files through the same record_windows: its --fs is checked by test_cli_fs_option)."""
+    torch = pytest.importorskip("torch")
+    from melp.cli import main
+
+    signal, fs = synthetic
+    from modelfixtures import small_config, small_text_model
+
+    torch.manual_seed(0)
+    text = small_text_model(tmp_path / "text")
+    melp.MELP(small_config(text)).save_pretrained(tmp_path / "model")
+    muse = write_muse(tmp_path / "ecg.xml", signal, fs)
+    csv = tmp_path / "ecg.csv"
+    csv.write_text(",".join(CANONICAL_LEADS) + "\n" + "\n".join(",".join(f"{v:.5f}" for v in col) for col in signal.T))
+    model = ["--model", str(tmp_path / "model")]
+    assert main(["classify", str(muse), *model, "--labels", "sinus rhythm", "atrial fibrillation"]) == 0
+    assert "10.0 s at 500 Hz" in capsys.readouterr().out
+    assert main(["classify", str(csv), *model, "--labels", "sinus rhythm"]) == 2
+    assert "no sampling rate" in capsys.readouterr().err
+    assert main(["classify", str(csv), *model, "--fs", "500", "--labels", "sinus rhythm"]) == 0
+    assert "10.0 s at 500 Hz" in capsys.readouterr().out

@@ -6,8 +6,8 @@ The rhythm ``series`` (code RHYTHM; else the first series) holds a ``sequenceSet
 (code ``MDC_ECG_LEAD_*``, value ``SLIST_PQ``: physical = ``origin`` + ``scale`` x ``digits``, each
 with its unit). Statements: the series' ``MDC_ECG_INTERPRETATION_STATEMENT`` (and ``_SUMMARY``)
 annotations with a text value. Age and sex from the trial subject's demographics, when given.
-The only PyPI packages for aECG are unmaintained single releases, so this is parsed here with the
-standard library's ElementTree (through defusedxml: no entity expansion).
+The one PyPI parser, ``aecg`` (0.1.x), requires Python >= 3.12 (melp supports 3.10), so this is
+parsed here with ElementTree (through defusedxml: no entity expansion).
 """
 from __future__ import annotations
 

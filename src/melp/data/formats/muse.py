@@ -6,8 +6,8 @@ Waveforms: ``Waveform`` blocks (``WaveformType`` Rhythm, preferred, or Median), 
 rate ``SampleBase`` x 10^``SampleExponent``. MUSE usually stores the 8 independent leads
 (I, II, V1-V6): III, aVR, aVL, aVF are then computed. Statements: the ``Diagnosis`` block (the
 confirmed reading), else ``OriginalDiagnosis`` (the machine's), as sentences: ``StmtText``
-fragments are joined until a statement flagged ``ENDSLINE``. No library on PyPI reads MUSE XML
-with maintained releases, so this is written here from the format's public layout.
+fragments are joined until a statement flagged ``ENDSLINE``. The PyPI packages that handle MUSE
+XML convert it to DICOM (ecg2dcm, xml2dcm-ecg) rather than return samples, so it is read here.
 """
 from __future__ import annotations
 
