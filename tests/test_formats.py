@@ -149,7 +149,7 @@ def write_aecg(path, signal_mv, fs, leads=CANONICAL_LEADS, scale_uv=2.5, origin_
 PHILIPS = "http://www3.medical.philips.com"
 
 
-def write_philips(path, signal_mv, fs, resolution_uv=5.0, statements=STATEMENTS, truncate=0):
+def write_philips(path, signal_mv, fs, resolution_uv=5.0, statements=STATEMENTS, truncate=0, labels=True):
     """A Philips Sierra ECG 1.04 export with uncompressed base64 waveforms (lead after lead)."""
     ET.register_namespace("", PHILIPS)
 
@@ -183,10 +183,9 @@ def write_philips(path, signal_mv, fs, resolution_uv=5.0, statements=STATEMENTS,
     data = np.concatenate([quantise(signal_mv[k] * 1000, resolution_uv) for k in range(12)]).astype("<i2").tobytes()
     if truncate:
         data = data[:-truncate]
-    waveforms = el(el(root, "waveforms"), "parsedwaveforms", base64.b64encode(data).decode(),
-                   dataencoding="Base64", durationperchannel=f"{n * 1000 / fs:g}", numberofleads="12",
-                   leadlabels=" ".join(CANONICAL_LEADS))
-    assert waveforms is not None
+    named = {"numberofleads": "12", "leadlabels": " ".join(CANONICAL_LEADS)} if labels else {}
+    el(el(root, "waveforms"), "parsedwaveforms", base64.b64encode(data).decode(),
+       dataencoding="Base64", durationperchannel=f"{n * 1000 / fs:g}", **named)
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
     return path
 
@@ -334,6 +333,11 @@ def test_philips_uncompressed_matches_source(tmp_path, source):
     assert_close(record, signal, 5e-3)  # III..aVF as stored: no XLI residual step on plain data
     assert record.meta["statements"] == ["ABNORMAL ECG", *STATEMENTS]
     assert record.meta["age"] == 71 and record.meta["sex"] == "M"
+
+
+def test_philips_without_lead_labels_uses_the_standard_order(tmp_path, synthetic):
+    signal, fs = synthetic  # 1.03 files may name no leads: acquisition STD-12 means the usual 12
+    assert_close(read_record(write_philips(tmp_path / "p.xml", signal, fs, labels=False)), signal, 5e-3)
 
 
 def test_dicom_matches_source_and_reorders_by_name(tmp_path, source):
@@ -600,6 +604,8 @@ def test_folder_adapter_and_prepare(tmp_path, synthetic):
     write_edf(root / "holter.edf", signal, fs)  # readable, but no statements
     (root / "notes.txt").write_text("not an ECG at all\n")
     (root / ".hidden.xml").write_text("<x/>")
+    (root / "rec7.atr").write_bytes(b"\x00\x01")  # beside a header: part of a WFDB record, skipped
+    (root / "rec7.hea").write_text("rec7 1 500 0\n")  # read (through its header) and rejected
 
     table, tasks, rejects = get_adapter("folder").load_table(root)
     assert tasks == {}
@@ -611,7 +617,8 @@ def test_folder_adapter_and_prepare(tmp_path, synthetic):
     assert reasons["holter"] == "no machine statements"
     assert reasons["terse"] == "report shorter than 4 words"
     assert "RecordError" in reasons["notes"] and "unrecognised file format" in reasons["notes"]
-    assert ".hidden" not in reasons
+    assert ".hidden" not in reasons and "rec7.atr" not in " ".join(reasons.values())
+    assert "rec7" in reasons and "RecordError" in reasons["rec7"]
 
     only_muse, _, muse_rejects = get_adapter("folder").with_format("muse").load_table(root)
     assert list(only_muse["record_id"]) == ["muse1"]

@@ -1,7 +1,7 @@
 """A folder of hospital ECG files (any format ``melp.read_record`` recognises) as an ECG-report corpus.
 
-Every file below DIR is read (recursively; hidden files and a WFDB record's signal file next to
-its header are skipped); the report is the machine's own statements (``meta["statements"]``:
+Every file below DIR is read (recursively; hidden files, and a WFDB record's signal and annotation
+files next to its header, are skipped); the report is the machine's own statements (``meta["statements"]``:
 GE MUSE, Philips, HL7 aECG, DICOM), joined and cleaned by the MIMIC-IV-ECG rules
 (melp.data.reports). As in the MIMIC-IV-ECG adapter, the corpus is for ECG-report pretraining, so
 a file without statements is rejected ("no machine statements"), and so is a report shorter than
@@ -28,7 +28,6 @@ SPLIT_IS_OURS = True
 REQUIRE_LABEL: dict[str, bool] = {}
 FRACTIONS = (0.98, 0.01, 0.01)
 FORMATS = ("auto", "muse", "philips", "aecg", "dicom", "edf", "csv", "wfdb")
-_SIGNAL_SUFFIXES = (".dat", ".mat")  # read through their .hea, when one is next to them
 
 
 def candidate_files(root: Path) -> list[Path]:
@@ -36,8 +35,8 @@ def candidate_files(root: Path) -> list[Path]:
     for path in sorted(root.rglob("*")):
         if not path.is_file() or any(part.startswith(".") for part in path.relative_to(root).parts):
             continue
-        if path.suffix.lower() in _SIGNAL_SUFFIXES and path.with_suffix(".hea").exists():
-            continue
+        if path.suffix.lower() != ".hea" and path.with_suffix(".hea").exists():
+            continue  # a WFDB record's .dat/.mat/.atr...: the record is read through its header
         files.append(path)
     return files
 

@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from melp.data.formats.common import lead_label, local, parse_age, parse_sex, parse_xml
+from melp.data.leads import CANONICAL_LEADS
 from melp.data.readers import Record, RecordError, _empty_meta, _to_record
 
 UV_TO_MV = 1e-3
+STANDARD_ACQUISITIONS = ("STD-12", "10-WIRE")
 
 
 def _find(element, name: str):
@@ -65,10 +67,12 @@ def _signal_characteristics(path, root) -> tuple[float, float, str]:
     return fs, resolution, _find_text(chars, "acquisitiontype") or ""
 
 
-def _uncompressed(path, waveforms, fs: float) -> tuple[list[str], list[np.ndarray]]:
+def _uncompressed(path, waveforms, fs: float, acquisition: str) -> tuple[list[str], list[np.ndarray]]:
     labels = (waveforms.get("leadlabels") or "").split()
+    if not labels and acquisition.upper() in STANDARD_ACQUISITIONS:
+        labels = list(CANONICAL_LEADS)  # 1.03 files name no leads: the standard 12 in their usual order
     if not labels:
-        raise RecordError(path, "uncompressed <parsedwaveforms> without leadlabels")
+        raise RecordError(path, f"uncompressed <parsedwaveforms> without leadlabels (acquisition {acquisition!r})")
     count = int(waveforms.get("numberofleads") or len(labels))
     labels = labels[:count]
     try:
@@ -111,7 +115,7 @@ def read_philips(path, *, allow_missing_leads: bool = False, strict: bool = Fals
     root = parse_xml(path)
     if local(root.tag) != "restingecgdata":
         raise RecordError(path, f"root element <{local(root.tag)}>, expected <restingecgdata> (Philips)")
-    fs, resolution, _ = _signal_characteristics(path, root)
+    fs, resolution, acquisition = _signal_characteristics(path, root)
     waveforms = _find(root, "parsedwaveforms")
     if waveforms is None:
         raise RecordError(path, "Philips XML without <parsedwaveforms>")
@@ -120,7 +124,7 @@ def read_philips(path, *, allow_missing_leads: bool = False, strict: bool = Fals
     compressed = method.upper() == "XLI" and flag != "false"
     if method and method.upper() != "XLI" and flag != "false":
         raise RecordError(path, f"waveform compression {method!r} unsupported (XLI or none)")
-    labels, channels = _compressed(path) if compressed else _uncompressed(path, waveforms, fs)
+    labels, channels = _compressed(path) if compressed else _uncompressed(path, waveforms, fs, acquisition)
     lengths = {len(c) for c in channels}
     if len(lengths) != 1:
         raise RecordError(path, f"leads hold different numbers of samples: {dict(zip(labels, map(len, channels)))}")
