@@ -335,6 +335,17 @@ def test_philips_uncompressed_matches_source(tmp_path, source):
     assert record.meta["age"] == 71 and record.meta["sex"] == "M"
 
 
+def test_philips_calibration_pulse_is_cut(tmp_path, synthetic):
+    signal, fs = synthetic  # 10 s of ECG, then as a PageWriter: 1 mV on every lead 10.7-10.9 s, zeros
+    tail = np.zeros((12, int(fs)))
+    tail[:, int(0.7 * fs):int(0.9 * fs)] = 1.0
+    tail[:, :int(0.7 * fs)] = signal[:, -1:]  # the ECG's last value held until the pulse
+    record = read_record(write_philips(tmp_path / "cal.xml", np.concatenate([signal, tail], axis=1), fs))
+    assert record.signal.shape == (12, signal.shape[1] + int(0.7 * fs))
+    assert_close(record, np.concatenate([signal, tail[:, :int(0.7 * fs)]], axis=1), 5e-3)
+    assert "calibration pulse from 10.70 s" in " ".join(record.meta["notes"])
+
+
 def test_philips_without_lead_labels_uses_the_standard_order(tmp_path, synthetic):
     signal, fs = synthetic  # 1.03 files may name no leads: acquisition STD-12 means the usual 12
     assert_close(read_record(write_philips(tmp_path / "p.xml", signal, fs, labels=False)), signal, 5e-3)
@@ -431,7 +442,10 @@ def test_philips_xli_sample_agrees_with_its_aecg_conversion(tmp_path):
         paths[name].write_bytes(gzip.decompress((DATA / f"{name}.gz").read_bytes()))
     philips = read_record(paths["philips_1-04_xli.xml"])
     aecg = read_record(paths["philips_1-04_converted_aecg.xml"])
-    assert philips.fs == aecg.fs == 500 and philips.signal.shape == aecg.signal.shape == (12, 5500)
+    # 11 s stored; the cardiograph's 1 mV calibration pulse from 10.7 s on is cut from both
+    assert philips.fs == aecg.fs == 500 and philips.signal.shape == aecg.signal.shape == (12, 5350)
+    for record in (philips, aecg):
+        assert "calibration pulse from 10.70 s" in " ".join(record.meta["notes"])
     assert philips.meta["format"] == "Philips Sierra XML (XLI)"
     # equal to a few 5 uV steps (the converter's own rounding); a lead mix-up or a wrong scale is far larger
     assert np.abs(philips.signal - aecg.signal).max() <= 0.0201
@@ -516,7 +530,7 @@ def test_unsupported_and_garbage_files(tmp_path):
     assert "empty file" in _error(empty)
     garbage = tmp_path / "noise.bin"
     garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
-    assert "unrecognised file format (binary data" in _error(garbage)
+    assert "unrecognised file format" in _error(garbage) and "(binary data starting" in _error(garbage)
     other = tmp_path / "other.xml"
     other.write_text('<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"></svg>\n')
     assert "root element <svg>" in _error(other)

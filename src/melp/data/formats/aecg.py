@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from melp.data.formats.common import derive_limb_leads, lead_label, local, parse_age, parse_sex, parse_xml, unit_factor
+from melp.data.formats.common import (derive_limb_leads, lead_label, parse_age, parse_sex, parse_xml,
+                                      trim_calibration_pulse, unit_factor)
 from melp.data.readers import Record, RecordError, _empty_meta, _to_record
 
 HL7 = "{urn:hl7-org:v3}"
@@ -87,6 +88,7 @@ def _statements(series) -> list[str]:
             continue
         value = annotation.find(f"{HL7}value")
         text = " ".join((value.text or "").split()) if value is not None else ""
+        text = text.rstrip(" ,;")  # Philips' converter leaves empty fields: "SINUS BRADYCARDIA, V-rate<60, ,"
         if text:
             out.append(text)
     return list(dict.fromkeys(out))
@@ -142,4 +144,6 @@ def read_aecg(path, *, allow_missing_leads: bool = False, strict: bool = False) 
     meta["format"] = "HL7 aECG"
     if _code(series).upper() != "RHYTHM":
         meta["notes"].append(f"no RHYTHM series: series {_code(series) or '?'} was read")
-    return _to_record(path, np.stack(channels), names, round(1.0 / period, 6), meta, allow_missing_leads, strict)
+    fs = round(1.0 / period, 6)
+    signal = trim_calibration_pulse(np.stack(channels), fs, meta["notes"])  # aECG converted from Philips
+    return _to_record(path, signal, names, fs, meta, allow_missing_leads, strict)

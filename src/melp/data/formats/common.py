@@ -89,3 +89,31 @@ def parse_age(value) -> float | None:
 
 def parse_sex(value) -> str | None:
     return {"m": "M", "male": "M", "f": "F", "female": "F"}.get(str(value or "").strip().lower())
+
+
+CALIBRATION_MV = 1.0
+
+
+def trim_calibration_pulse(signal_mv: np.ndarray, fs: float, notes: list[str]) -> np.ndarray:
+    """Cut the 1 mV calibration pulse that Philips cardiographs append after the ECG.
+
+    PageWriter exports (and their aECG conversions) hold 11 s: the ECG, then all leads at exactly
+    +1 mV for 200 ms from 10.7 s, then zeros. Fed to a model or the quality gate it reads as a
+    saturated, square-wave lead. Cut from the pulse's first sample when, in the last 1.5 s, at least
+    three quarters of the leads sit at 1 mV (to two 5 uV steps) together for 40 ms or more: no
+    recorded ECG does that.
+    """
+    n_leads, n = signal_mv.shape
+    tail = max(0, n - int(1.5 * fs))
+    together = (np.abs(signal_mv[:, tail:] - CALIBRATION_MV) <= 0.011).sum(axis=0) >= 0.75 * n_leads
+    if not together.any():
+        return signal_mv
+    # runs of consecutive samples where the leads sit on the pulse
+    edges = np.diff(np.concatenate([[0], together.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    long_runs = [s for s, e in zip(starts, ends) if e - s >= 0.04 * fs]
+    if not long_runs:
+        return signal_mv
+    onset = tail + int(long_runs[0])
+    notes.append(f"1 mV calibration pulse from {onset / fs:.2f} s to the end cut ({n - onset} samples)")
+    return signal_mv[:, :onset]

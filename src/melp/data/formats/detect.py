@@ -121,6 +121,8 @@ def detect(path) -> str | None:
             return "csv"
     if path.with_suffix(".hea").exists() or Path(f"{path}.hea").exists():
         return None  # a WFDB signal file with an unusual extension
+    # the first bytes shown with non-printables as '.', so the message holds no escapes
+    start = "".join(chr(b) if 32 <= b < 127 else "." for b in head[:16])
     what = "text" if text is not None else "binary data"
-    raise RecordError(path, f"unrecognised file format ({what}, starting {head[:16]!r}): not DICOM, EDF, "
-                            "XML (MUSE, Philips, aECG), a CSV with lead columns, or a WFDB record")
+    raise RecordError(path, "unrecognised file format: not DICOM, EDF, XML (MUSE, Philips, aECG), a CSV with "
+                            f"lead columns, or a WFDB record ({what} starting '{start}')")

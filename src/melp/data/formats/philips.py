@@ -8,7 +8,8 @@ aVF: XLI stores them as residuals. Uncompressed files are split here instead, be
 does only for XLI data. Amplitude: ``signalresolution`` (1.03) or ``resolution`` (1.04) uV per
 unit. Statements: the ``interpretations`` section's ``statement/leftstatement`` texts (with the
 ``rightstatement`` reason after a colon dropped: it is the criterion, not the finding), preceded
-by the ``severity`` line (e.g. "ABNORMAL ECG").
+by the ``severity`` line (e.g. "ABNORMAL ECG"). The 1 mV calibration pulse PageWriters append after
+the ECG is cut (``common.trim_calibration_pulse``, noted).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from melp.data.formats.common import lead_label, local, parse_age, parse_sex, parse_xml
+from melp.data.formats.common import lead_label, local, parse_age, parse_sex, parse_xml, trim_calibration_pulse
 from melp.data.leads import CANONICAL_LEADS
 from melp.data.readers import Record, RecordError, _empty_meta, _to_record
 
@@ -136,5 +137,5 @@ def read_philips(path, *, allow_missing_leads: bool = False, strict: bool = Fals
         meta["age"] = parse_age(_find_text(patient, "years"))
         meta["sex"] = parse_sex(_find_text(patient, "sex"))
         meta["patient_id"] = _find_text(patient, "patientid")
-    data = np.stack(channels) * (resolution * UV_TO_MV)
+    data = trim_calibration_pulse(np.stack(channels) * (resolution * UV_TO_MV), fs, meta["notes"])
     return _to_record(path, data, [lead_label(name) for name in labels], fs, meta, allow_missing_leads, strict)
