@@ -3,9 +3,9 @@
 Waveforms are in ``parsedwaveforms``, base64, either plain int16 lead after lead or XLI-compressed
 (Philips' LZW + second-difference scheme). XLI files are decoded with the ``sierraecg`` package
 (MIT licence, the Python port of sierra-ecg-tools), which also rebuilds leads III, aVR, aVL and
-aVF: XLI stores them as residuals. Uncompressed files are split here instead, because
-``sierraecg`` applies that residual step to them too, which the reference C# implementation
-does only for XLI data. Amplitude: ``signalresolution`` (1.03) or ``resolution`` (1.04) uV per
+aVF: XLI stores them as residuals. Uncompressed files are split here instead: ``sierraecg`` 0.4
+fails on them (it writes the residual step into a read-only buffer), and that step, which the
+reference C# implementation applies to XLI data only, would be wrong for them anyway. Amplitude: ``signalresolution`` (1.03) or ``resolution`` (1.04) uV per
 unit. Statements: the ``interpretations`` section's ``statement/leftstatement`` texts (with the
 ``rightstatement`` reason after a colon dropped: it is the criterion, not the finding), preceded
 by the ``severity`` line (e.g. "ABNORMAL ECG"). The 1 mV calibration pulse PageWriters append after
