@@ -251,15 +251,17 @@ def write_dicom(path, signal_mv, fs, order=MIMIC_ORDER, sensitivity_uv=2.5, unit
     return path
 
 
-def write_edf(path, signal_mv, fs, labels=None, extra=None, rates=None):
-    """EDF+ written by pyedflib (the reader is edfio), physical unit uV, +-10 mV range."""
+def write_edf(path, signal_mv, fs, labels=None, extra=None, rates=None, bdf=False):
+    """EDF+ (or BDF+) written by pyedflib (the reader is edfio), physical unit uV, +-10 mV range."""
     pyedflib = pytest.importorskip("pyedflib")
     from pyedflib import highlevel
 
     labels = labels or [f"ECG {lead}" for lead in CANONICAL_LEADS]
     rates = rates or [fs] * 12
+    digital = (-(2**23), 2**23 - 1) if bdf else (-32768, 32767)
     headers = [highlevel.make_signal_header(label, dimension="uV", sample_frequency=rate,
-                                            physical_min=-10000, physical_max=10000)
+                                            physical_min=-10000, physical_max=10000,
+                                            digital_min=digital[0], digital_max=digital[1])
                for label, rate in zip(labels, rates)]
     signals = [signal_mv[k] * 1000 if rates[k] == fs else signal_mv[k, ::2] * 1000 for k in range(12)]
     if extra:
@@ -267,7 +269,7 @@ def write_edf(path, signal_mv, fs, labels=None, extra=None, rates=None):
                                                     physical_min=-1, physical_max=1))
         signals.append(np.zeros(signal_mv.shape[1]))
     assert highlevel.write_edf(str(path), signals, headers, highlevel.make_header(sex="Female"),
-                               file_type=pyedflib.FILETYPE_EDFPLUS)
+                               file_type=pyedflib.FILETYPE_BDFPLUS if bdf else pyedflib.FILETYPE_EDFPLUS)
     return path
 
 
@@ -379,6 +381,15 @@ def test_edf_matches_source(tmp_path, source):
     assert "['Resp']" in " ".join(record.meta["notes"])
 
 
+def test_bdf_24_bit(tmp_path, synthetic):
+    signal, fs = synthetic
+    path = write_edf(tmp_path / "ecg.bdf", signal, fs, bdf=True)
+    assert detect(path) == "edf"
+    record = read_record(path)
+    assert record.meta["format"] == "BDF"
+    assert_close(record, signal, 2 * 20.0 / 2**24)
+
+
 @pytest.mark.parametrize("rate_from", ["comment", "time", "argument"])
 def test_csv_matches_source(tmp_path, source, rate_from):
     import pandas as pd
@@ -401,7 +412,7 @@ def test_csv_microvolt_comment_and_tab_separator(tmp_path, synthetic):
     signal, fs = synthetic
     rows = ["\t".join(CANONICAL_LEADS)] + ["\t".join(f"{v * 1000:.3f}" for v in col) for col in signal.T]
     path = tmp_path / "ecg.txt"  # no .csv name: recognised from the header row
-    path.write_text(f"# fs=500\n# units: uV\n" + "\n".join(rows) + "\n")
+    path.write_text("# fs=500\n# units: uV\n" + "\n".join(rows) + "\n")
     assert detect(path) == "csv"
     assert_close(read_record(path), signal, 2e-6)
 
