@@ -565,6 +565,13 @@ def test_damaged_csv_files(tmp_path, synthetic):
     bad_value = tmp_path / "bad.csv"
     bad_value.write_text("# fs=500\n" + ",".join(CANONICAL_LEADS) + "\n" + ",".join(["0.1"] * 11 + ["abc"]) + "\n")
     assert "not a number" in _error(bad_value)
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("# fs=500\n" + ",".join(CANONICAL_LEADS) + "\n" + ",".join(["0.1"] * 12) + "\n"
+                      + ",".join(["0.1"] * 14) + "\n")
+    assert "different numbers of fields" in _error(ragged)
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("# fs=500\n" + ",".join(CANONICAL_LEADS) + "\n")
+    assert "no samples" in _error(header_only)
     units = tmp_path / "units.csv"
     units.write_text("# fs=500\n# units: parsecs\n" + ",".join(CANONICAL_LEADS) + "\n" + ",".join(["1"] * 12) + "\n")
     assert "unknown signal unit 'parsecs'" in _error(units)
@@ -605,6 +612,9 @@ def test_damaged_edf_dicom_aecg_philips(tmp_path, synthetic):
     no_time = tmp_path / "notime.xml"
     no_time.write_text(aecg.replace('code="TIME_ABSOLUTE"', 'code="SOMETHING_ELSE"'))
     assert "sampling rate unknown" in _error(no_time)
+    uneven = tmp_path / "uneven.xml"
+    uneven.write_text(aecg.replace("<digits>", "<digits>1 2 3 ", 1))  # lead I three samples longer
+    assert "leads hold different numbers of samples" in _error(uneven)
     bad_digits = tmp_path / "digits.xml"
     bad_digits.write_text(aecg.replace("<digits>", "<digits>12 x7 ", 1))
     assert "not a number" in _error(bad_digits)

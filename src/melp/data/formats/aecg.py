@@ -135,10 +135,10 @@ def read_aecg(path, *, allow_missing_leads: bool = False, strict: bool = False) 
     if not channels:
         raise RecordError(path, "the rhythm series holds no MDC_ECG_LEAD_* sequence")
     meta = _empty_meta()
-    derive_limb_leads(channels, names, meta["notes"])
     lengths = dict(zip(names, map(len, channels)))
     if len(set(lengths.values())) > 1:
         raise RecordError(path, f"leads hold different numbers of samples: {lengths}")
+    derive_limb_leads(channels, names, meta["notes"])
     _demographics(root, meta)
     meta["statements"] = _statements(series)
     meta["format"] = "HL7 aECG"

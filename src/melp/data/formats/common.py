@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+
 import numpy as np
 
 from melp.data.readers import RecordError, _unit_factor
@@ -72,14 +73,6 @@ def derive_limb_leads(channels: list[np.ndarray], names: list[str], notes: list[
         channels.append(values)
         names.append(name)
     notes.append("leads III, aVR, aVL, aVF computed from I and II (the file stores 8 leads)")
-
-
-def stack_equal_length(path, channels: list[np.ndarray], names: list[str]) -> np.ndarray:
-    """(n, T) float64 of channels that must all hold the same number of samples."""
-    lengths = {name: len(c) for name, c in zip(names, channels)}
-    if len(set(lengths.values())) > 1:
-        raise RecordError(path, f"leads hold different numbers of samples: {lengths}")
-    return np.stack([np.asarray(c, dtype=np.float64) for c in channels])
 
 
 def parse_age(value) -> float | None:

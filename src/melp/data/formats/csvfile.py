@@ -46,6 +46,27 @@ def _delimiter(header: str) -> str:
     return best if counts[best] else ","
 
 
+def _samples(path, text: str, first_row: int, delimiter: str) -> np.ndarray:
+    """The numeric rows below the header, parsed by pandas' C parser (Holter exports run to
+    millions of rows); empty fields become NaN, for the shared NaN policy."""
+    import io
+
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, header=None, skiprows=first_row, comment="#",
+                            dtype=np.float64, skip_blank_lines=True)
+    except pd.errors.EmptyDataError:
+        raise RecordError(path, "CSV holds a header row but no samples") from None
+    except pd.errors.ParserError as err:
+        raise RecordError(path, f"CSV rows hold different numbers of fields ({err})") from None
+    except ValueError as err:
+        raise RecordError(path, f"CSV value that is not a number ({err})") from None
+    if frame.empty:
+        raise RecordError(path, "CSV holds a header row but no samples")
+    return frame.to_numpy(dtype=np.float64)
+
+
 def read_csv(path, *, allow_missing_leads: bool = False, strict: bool = False,
              fs: float | None = None) -> Record:
     path = Path(path)
@@ -80,19 +101,9 @@ def read_csv(path, *, allow_missing_leads: bool = False, strict: bool = False,
     if others:
         raise RecordError(path, f"CSV columns {others} are neither leads nor a time/sample column")
 
-    body = [line for line in lines[start + 1:] if line.strip() and not line.lstrip().startswith("#")]
-    if not body:
-        raise RecordError(path, "CSV holds a header row but no samples")
-    try:
-        table = np.array([[float(v) if v.strip() else np.nan for v in line.split(delimiter)] for line in body],
-                         dtype=np.float64)
-    except ValueError as err:
-        raise RecordError(path, f"CSV value that is not a number ({err})") from None
-    except Exception:  # ragged rows make numpy fail to build the table
-        table = None
-    if table is None or table.ndim != 2 or table.shape[1] != len(columns):
-        widths = sorted({len(line.split(delimiter)) for line in body})
-        raise RecordError(path, f"CSV rows hold {widths} fields, the header row {len(columns)}")
+    table = _samples(path, text, start + 1, delimiter)
+    if table.shape[1] != len(columns):
+        raise RecordError(path, f"CSV rows hold {table.shape[1]} fields, the header row {len(columns)}")
 
     rate = None
     for comment in comments:

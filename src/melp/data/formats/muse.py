@@ -110,10 +110,9 @@ def read_muse(path, *, allow_missing_leads: bool = False, strict: bool = False) 
     meta = _empty_meta()
     if kind != "rhythm":
         meta["notes"].append(f"no rhythm waveform: the {kind} waveform was read")
-    derive_limb_leads(channels, names, meta["notes"])
-    lengths = {len(c) for c in channels}
-    if len(lengths) > 1:
+    if len({len(c) for c in channels}) > 1:
         raise RecordError(path, f"leads hold different numbers of samples: {dict(zip(names, map(len, channels)))}")
+    derive_limb_leads(channels, names, meta["notes"])
 
     demographics = root.find("PatientDemographics")
     if demographics is not None:
