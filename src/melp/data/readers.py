@@ -89,7 +89,7 @@ class Record:
     # nan_leads (present but mostly NaN/inf), checksum_mismatch (leads whose samples fail the header),
     # notes (every repair or oddity, as text), statements (the machine's own reading, as sentences:
     # MUSE, Philips, aECG, DICOM); CODE-15 adds exam_id and padding, SPH extra (its CSV row), the
-    # formats package format (its name) and MUSE original_statements.
+    # formats package format (its name) and patient_id where given, MUSE original_statements.
     meta: dict
 
 
