@@ -65,6 +65,15 @@ def read_dicom(path, *, allow_missing_leads: bool = False, strict: bool = False)
         ds = pydicom.dcmread(path)
     except Exception as err:  # pydicom raises InvalidDicomError, EOFError, struct.error... on damage
         raise RecordError(path, f"cannot read DICOM ({type(err).__name__}: {err})") from None
+    try:
+        return _from_dataset(path, ds, allow_missing_leads, strict)
+    except RecordError:
+        raise
+    except Exception as err:  # pydicom parses sequences when they are first read: damage shows up here
+        raise RecordError(path, f"damaged DICOM ({type(err).__name__}: {err})") from None
+
+
+def _from_dataset(path: Path, ds, allow_missing_leads: bool, strict: bool) -> Record:
     if "WaveformSequence" not in ds or not ds.WaveformSequence:
         sop = getattr(ds.get("SOPClassUID"), "name", ds.get("SOPClassUID", "?"))
         raise RecordError(path, f"DICOM without waveforms (SOP class {sop})")

@@ -68,10 +68,10 @@ def read_edf(path, *, allow_missing_leads: bool = False, strict: bool = False) -
     try:
         channels = np.stack([np.asarray(s.data, dtype=np.float64) * unit_factor(path, s.physical_dimension)
                              for s in chosen])
-    except ValueError as err:
-        if isinstance(err, RecordError):
-            raise
-        raise RecordError(path, f"cannot read the EDF samples ({err})") from None
+    except RecordError:
+        raise
+    except Exception as err:  # edfio reads the samples lazily: a damaged data block fails here
+        raise RecordError(path, f"cannot read the EDF samples ({type(err).__name__}: {err})") from None
     try:
         patient = edf.patient
         meta["sex"] = parse_sex(patient.sex)
