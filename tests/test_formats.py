@@ -195,7 +195,7 @@ def write_dicom(path, signal_mv, fs, order=MIMIC_ORDER, sensitivity_uv=2.5, unit
     """A 12-lead ECG Waveform Storage dataset built with pydicom's Dataset API (the bytes are
     written here, interleaved int16, so pydicom's decoding is what the reader relies on)."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import ExplicitVRLittleEndian
 
     def group(data_mv, label):
         g = Dataset()
