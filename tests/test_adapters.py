@@ -13,7 +13,8 @@ from datafixtures import (known_signal, write_cinc_mat, write_code15, write_ludb
 
 
 def test_registry_names_and_unknown():
-    assert set(ADAPTERS) == {"mimic-iv-ecg", "ptbxl", "cpsc2018", "csn", "code15", "ludb", "cinc"}
+    assert set(ADAPTERS) == {"mimic-iv-ecg", "ptbxl", "cpsc2018", "csn", "code15", "ludb", "cinc",
+                            "folder"}
     for name in ADAPTERS:
         assert get_adapter(name).name == name
     with pytest.raises(KeyError, match="unknown dataset"):

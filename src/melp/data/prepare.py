@@ -1,6 +1,7 @@
 """`melp prepare`: read a dataset once into the sharded memmap cache, or `--verify` a cache.
 
     melp prepare ludb --root /data/ludb --out cache/ludb --workers 4
+    melp prepare folder --root /data/muse-export --out cache/muse   # hospital files, any format
     melp prepare --verify cache/ludb            # every shard and table against meta.json's checksums
     melp prepare --verify cache/ludb --quick    # the tables and a random sample of shards
 
@@ -22,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"dataset layout to read: one of {', '.join(ADAPTERS)}")
     parser.add_argument("--root", help="the dataset's own top folder, as distributed")
     parser.add_argument("--out", help="cache folder to write (resumed if it holds an unfinished build)")
+    parser.add_argument("--format", default="auto", metavar="FORMAT",
+                        help="dataset 'folder' only: read files of this format (muse, philips, aecg, dicom, edf, "
+                             "csv, wfdb) and reject the others; default auto (every format melp reads)")
     parser.add_argument("--verify", metavar="CACHE", help="check an existing cache instead of building one: "
                         "every file's checksum, then its structure")
     parser.add_argument("--quick", action="store_true",
@@ -86,6 +90,13 @@ def check_build_args(args: argparse.Namespace) -> None:
         raise NotADirectoryError(f"--root {root}: is a file, not the dataset's folder")
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out}: is a file, not a cache folder")
+    if getattr(args, "format", "auto") != "auto":
+        from melp.data.adapters.folder import FORMATS
+
+        if args.dataset != "folder":
+            raise ValueError(f"--format applies to the dataset 'folder' only, not {args.dataset!r}")
+        if args.format not in FORMATS:
+            raise ValueError(f"unknown --format {args.format!r}; choose one of: {', '.join(FORMATS)}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,8 +124,11 @@ def run(args: argparse.Namespace) -> int:
     )
     # a dataset folder in the wrong layout (FileNotFoundError/ValueError) or a cache another build
     # holds (CacheBusyError) is printed by the CLI on one line with exit code 2, like the checks above
+    adapter = get_adapter(args.dataset)
+    if args.dataset == "folder" and args.format != "auto":
+        adapter = adapter.with_format(args.format)
     counts = build_cache(
-        get_adapter(args.dataset), args.root, args.out, cfg,
+        adapter, args.root, args.out, cfg,
         workers=args.workers, shard_size=args.shard_size or DEFAULT_SHARD_SIZE,
         dtype=args.dtype, overwrite=args.overwrite, progress=not args.quiet,
         allow_missing_leads=args.allow_missing_leads, quality=args.quality,

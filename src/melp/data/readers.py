@@ -6,7 +6,11 @@
 - the original CPSC2018 ``.mat`` struct (``ECG.data`` 12 x T in mV at 500 Hz, ``ECG.age``, ``ECG.sex``);
 - SPH ``.h5`` files (dataset ``ecg``, 12 x T float16 in mV, 500 Hz, standard lead order; age, sex
   and SNOMED codes from the ``metadata.csv`` next to them);
-- CODE-15 HDF5 rows, as ``"exams_part0.hdf5#17"`` or ``read_code15(file, row)``.
+- CODE-15 HDF5 rows, as ``"exams_part0.hdf5#17"`` or ``read_code15(file, row)``;
+- the hospital export formats of ``melp.data.formats`` (docs/formats.md): GE MUSE XML, Philips
+  Sierra XML, HL7 aECG, DICOM waveforms, EDF/EDF+ and CSV, recognised from the file's content
+  (``formats.detect``) before the name-based dispatch below; their machine statements go to
+  ``meta["statements"]``.
 
 Policy on damaged input (every repair is written to ``meta["notes"]``, nothing happens silently):
 - a record line naming the signal file (``E07500.mat 12 500 5000``) is read as record ``E07500``;
@@ -83,20 +87,27 @@ class Record:
     # age (float|None), sex ('M'/'F'/None), dx (codes), comments (header comment lines),
     # extra_channels (name -> float32 mV), missing_leads, flat_leads, filled_samples (lead -> count),
     # nan_leads (present but mostly NaN/inf), checksum_mismatch (leads whose samples fail the header),
-    # notes (every repair or oddity, as text); CODE-15 adds exam_id and padding, SPH extra (its CSV row).
+    # notes (every repair or oddity, as text), statements (the machine's own reading, as sentences:
+    # MUSE, Philips, aECG, DICOM); CODE-15 adds exam_id and padding, SPH extra (its CSV row), the
+    # formats package format (its name) and patient_id where given, MUSE original_statements.
     meta: dict
 
 
 def _empty_meta() -> dict:
     return {"age": None, "sex": None, "dx": [], "comments": [], "extra_channels": {},
             "missing_leads": [], "flat_leads": [], "filled_samples": {}, "notes": [],
-            "nan_leads": [], "checksum_mismatch": []}
+            "nan_leads": [], "checksum_mismatch": [], "statements": []}
 
 
 # ----------------------------------------------------------------------------- entry point
 
-def read_record(path, *, allow_missing_leads: bool = False, strict: bool = False) -> Record:
-    """Read one record (any supported format) into a ``Record`` in mV, canonical lead order."""
+def read_record(path, *, allow_missing_leads: bool = False, strict: bool = False,
+                fs: float | None = None) -> Record:
+    """Read one record (any supported format) into a ``Record`` in mV, canonical lead order.
+
+    ``fs`` is the sampling rate of a file that does not state one (a CSV without a rate comment
+    or time column); files that state their rate ignore it.
+    """
     text = str(path)
     file_part, _, row = text.rpartition("#")
     if file_part and row.isdigit() and Path(file_part).suffix.lower() in (".hdf5", ".h5"):
@@ -104,6 +115,12 @@ def read_record(path, *, allow_missing_leads: bool = False, strict: bool = False
     p = Path(text)
     if p.is_dir():
         raise RecordError(p, "is a folder, not a record: give one record's file (.hea, .mat, .h5, file.hdf5#row)")
+    if p.suffix.lower() != ".hea" and p.is_file():  # a WFDB header needs no sniffing (MIMIC: ~800k of them)
+        from melp.data.formats import detect, read_format
+
+        fmt = detect(p)  # from the content; None for the name-based layouts below
+        if fmt is not None:
+            return read_format(fmt, p, allow_missing_leads=allow_missing_leads, strict=strict, fs=fs)
     suffix = p.suffix.lower()
     if suffix == ".hdf5":
         raise RecordError(p, "a CODE-15 HDF5 file holds many records: name one as 'file.hdf5#row'")

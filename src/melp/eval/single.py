@@ -20,13 +20,14 @@ from melp.data.preprocess import prepare_signal
 from melp.eval.cli_common import add_precision
 
 
-def record_windows(path: str, cfg, force: bool = False) -> tuple[np.ndarray, object]:
+def record_windows(path: str, cfg, force: bool = False, fs: float | None = None) -> tuple[np.ndarray, object]:
     """A file -> (W, 12, n) mV windows at the model's rate, and the Record (for its metadata).
-    A record failing the quality gate is a ValueError unless ``force``; flags are warned about."""
+    A record failing the quality gate is a ValueError unless ``force``; flags are warned about.
+    ``fs``: the rate of a file that does not state one (CSV)."""
     from melp.data.quality import assess
     from melp.data.readers import read_record
 
-    record = read_record(path, allow_missing_leads=True)
+    record = read_record(path, allow_missing_leads=True, fs=fs)
     quality = assess(record)
     if not quality.passed and not force:
         raise ValueError(f"{path}: fails the signal-quality gate: {quality.failures()} (--force to score it anyway)")
@@ -51,12 +52,13 @@ def classify_windows(model, windows: np.ndarray, labels: list[str]) -> list[tupl
     return sorted(zip(labels, map(float, scores)), key=lambda item: -item[1])
 
 
-def classify_file(model, path: str, labels: list[str], force: bool = False) -> list[tuple[str, float]]:
-    return classify_windows(model, record_windows(path, model.config.preprocess, force)[0], labels)
+def classify_file(model, path: str, labels: list[str], force: bool = False,
+                  fs: float | None = None) -> list[tuple[str, float]]:
+    return classify_windows(model, record_windows(path, model.config.preprocess, force, fs)[0], labels)
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("file", help="an ECG record (WFDB .hea/.dat/.mat, CPSC .mat, SPH .h5, CODE-15 file.hdf5#row)")
+    parser.add_argument("file", help=FILE_HELP)
     parser.add_argument("--model", required=True, help="model folder")
     add_precision(parser)
     parser.add_argument("--labels", nargs="+", required=True,
@@ -65,16 +67,23 @@ def add_arguments(parser) -> None:
     add_force(parser)
 
 
+FILE_HELP = ("an ECG record: WFDB .hea/.dat/.mat, CPSC .mat, SPH .h5, CODE-15 file.hdf5#row, GE MUSE / Philips / "
+             "HL7 aECG XML, DICOM waveform, EDF/EDF+, CSV (docs/formats.md)")
+
+
 def add_force(parser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="score a record that fails the signal-quality gate (flat, saturated, no QRS, ...)")
+    parser.add_argument("--fs", type=float, default=None,
+                        help="sampling rate in Hz of a file that does not state one (a CSV without a '# fs=' "
+                             "line or time column)")
 
 
 def run(args) -> int:
     from melp.eval.embed import load_model
 
     model = load_model(args.model, needs_text="classify", precision=args.precision)
-    windows, record = record_windows(args.file, model.config.preprocess, args.force)
+    windows, record = record_windows(args.file, model.config.preprocess, args.force, args.fs)
     ranked = classify_windows(model, windows, args.labels)
     seconds = model.config.preprocess.seconds
     print(f"{args.file}: {record.signal.shape[1] / record.fs:.1f} s at {record.fs:g} Hz, "

@@ -17,6 +17,7 @@ ADAPTERS: dict[str, str] = {
     "code15": "melp.data.adapters.code15",
     "ludb": "melp.data.adapters.ludb",
     "cinc": "melp.data.adapters.cinc",
+    "folder": "melp.data.adapters.folder",
 }
 
 
