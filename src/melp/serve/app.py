@@ -115,9 +115,8 @@ def create_app(model, model_dir: str | None = None, max_upload_mb: float = 20, b
                                         for f in error.quality.flags])
                 if not isinstance(error, (ValueError, OSError)):
                     log.info("reading %s failed", name, exc_info=True)
-                if name not in message:
-                    message = f"{name}: {message}"
-                raise UploadError(f"cannot read the record: {message}")
+                message = message.removeprefix(f"{name}: ")
+                raise UploadError(f"{name}: cannot be read as an ECG record: {message}")
 
     def parse_labels(labels: list[str] | None) -> list[str]:
         """Absent: the default class list. One field holding a JSON list, or the field repeated."""

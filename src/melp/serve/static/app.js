@@ -94,7 +94,7 @@ async function analyze(record) {
     const data = await response.json().catch(() => ({ error: `the server answered ${response.status}` }));
     if (!response.ok) {
       const flags = (data.flags || []).map((f) => `\n • ${f.name}: ${f.detail}`).join("");
-      showError(card, `${record.files.map((f) => f.name).join(" + ")}: ${data.error}${flags}`);
+      showError(card, `${data.error}${flags}`);  // the server's message names the file
     } else {
       showResult(card, record, data);
     }
