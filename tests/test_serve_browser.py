@@ -6,10 +6,13 @@ MELP_SERVE_SCREENSHOT=FILE.png also saves the page as a screenshot (docs/serve.p
 """
 from __future__ import annotations
 
+import base64
+import io
 import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
@@ -92,6 +95,14 @@ def test_page_shows_findings_report_plot_and_the_damaged_files_error(browser, se
     error = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '.record[data-name="damaged"] .error'))
     assert error.text.startswith("damaged.dat: cannot be read as an ECG record")
     assert not browser.find_elements(By.CSS_SELECTOR, '.record[data-name="damaged"] .findings')
+
+    # the embedding download is a .npy file numpy reads back
+    encoded = browser.execute_async_script(
+        "const done = arguments[1]; const reader = new FileReader();"
+        "reader.onload = () => done(reader.result.split(',')[1]); reader.readAsDataURL(npyBlob(arguments[0]));",
+        [0.5, -1.25, 3.0])
+    vector = np.load(io.BytesIO(base64.b64decode(encoded)), allow_pickle=False)
+    assert vector.dtype == np.float32 and vector.tolist() == [0.5, -1.25, 3.0]
 
     shot = os.environ.get("MELP_SERVE_SCREENSHOT")
     if shot:

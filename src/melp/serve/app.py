@@ -98,6 +98,11 @@ def create_app(model, model_dir: str | None = None, max_upload_mb: float = 20, b
         parts = [f"{'.'.join(map(str, e['loc'][1:])) or e['loc'][0]}: {e['msg']}" for e in error.errors()]
         return JSONResponse({"error": "; ".join(parts)}, status_code=422)
 
+    @app.exception_handler(Exception)
+    async def crashed(request, error: Exception):  # a bug, not the client's input: logged, still JSON
+        log.exception("%s %s failed", request.method, request.url.path)
+        return JSONResponse({"error": f"internal error: {type(error).__name__}: {error}"}, status_code=500)
+
     async def read(files: list[UploadFile], force: bool) -> inference.Loaded:
         """Save the upload in a private temp folder, read it as one record, delete the folder."""
         with tempfile.TemporaryDirectory(prefix="melp-serve-") as folder:
