@@ -6,7 +6,8 @@ micro-batching, side by side.
 
 Each run starts its own server (`melp serve` in a subprocess on a free port), waits for
 /v1/health, sends one warm-up request, then the N timed POST /v1/classify requests (one 10 s
-12-lead record each, the page's default class list) and prints throughput (requests/s), p50/p95
+12-lead record each, the page's default class list; --endpoint report|embed|analyze for the
+others) and prints throughput (requests/s), p50/p95
 latency and the error count, which must be 0 (the exit status is 1 otherwise).
 """
 from __future__ import annotations
@@ -98,17 +99,18 @@ class Server:
 
 
 def load(url: str, records: list[list[Path]], requests: int, clients: int) -> dict:
+    """``url``: the endpoint to POST the records to."""
     import httpx
 
     payloads = [[("file", (p.name, p.read_bytes())) for p in files] for files in records]
     with httpx.Client(timeout=300) as warm:
-        warm.post(url + "/v1/classify", files=payloads[0]).raise_for_status()
+        warm.post(url, files=payloads[0]).raise_for_status()
 
     def one(i: int) -> tuple[float, str | None]:
         start = time.perf_counter()
         try:
             with httpx.Client(timeout=300) as client:  # a client of its own, as separate users would have
-                response = client.post(url + "/v1/classify", files=payloads[i % len(payloads)])
+                response = client.post(url, files=payloads[i % len(payloads)])
             error = None if response.status_code == 200 else f"{response.status_code}: {response.text[:200]}"
         except httpx.HTTPError as e:
             error = repr(e)
@@ -135,6 +137,8 @@ def main(argv=None) -> int:
                              "(default: 4 simulated 10 s records)")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--endpoint", default="classify", choices=["classify", "report", "embed", "analyze"],
+                        help="what to ask (default classify; report: beam search, the heaviest model call)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--only", choices=["batching", "no-batching"], help="run one mode only")
     args = parser.parse_args(argv)
@@ -144,13 +148,13 @@ def main(argv=None) -> int:
         model = Path(args.model) if args.model else tiny_random_model(tmp)
         records = [record_files(r) for r in args.record] or synthetic_records(tmp)
         modes = [m for m in ("batching", "no-batching") if args.only in (None, m)]
-        print(f"melp serve load: {args.requests} POST /v1/classify from {args.clients} concurrent clients, "
+        print(f"melp serve load: {args.requests} POST /v1/{args.endpoint} from {args.clients} concurrent clients, "
               f"{len(records)} record(s), model {'tiny-random' if args.tiny_random else model}, "
               f"{args.precision}, {os.cpu_count()} CPU(s)")
         results = {}
         for mode in modes:
             with Server(model, mode == "batching", args.precision) as server:
-                results[mode] = load(server.url, records, args.requests, args.clients)
+                results[mode] = load(f"{server.url}/v1/{args.endpoint}", records, args.requests, args.clients)
             r = results[mode]
             print(f"  {mode:<12} {r['throughput']:7.2f} req/s   p50 {r['p50'] * 1000:7.0f} ms   "
                   f"p95 {r['p95'] * 1000:7.0f} ms   errors {r['errors']}   ({r['wall']:.1f} s)", flush=True)

@@ -312,3 +312,44 @@ def test_concurrent_requests_get_their_own_results(model, model_dir, records):
             assert scores.keys() == alone[name].keys()
             np.testing.assert_allclose([scores[k] for k in LABELS], [alone[name][k] for k in LABELS], atol=1e-5)
         assert client.app.state.embedder.calls - calls <= len(names)
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def test_melp_serve_starts_loads_the_model_and_answers(model_dir, capsys):
+    """`melp serve` as a user starts it: a subprocess on a free port, then /v1/health and /v1/model."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from servefixtures import free_port
+
+    from melp.cli import main
+    from melp.serve.cli import _is_loopback
+
+    assert main(["serve", "--model", str(model_dir), "--max-upload-mb", "0"]) == 2
+    assert "--max-upload-mb must be positive" in capsys.readouterr().err
+    assert _is_loopback("127.0.0.1") and _is_loopback("::1") and _is_loopback("localhost")
+    assert not _is_loopback("0.0.0.0") and not _is_loopback("example.org")
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "melp.cli", "serve", "--model", str(model_dir), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stdout.read()
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "melp serve did not answer within 60 s"
+                time.sleep(0.2)
+        assert health.json() == {"status": "ok"}
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/model").json()["provenance"]["folder"] == str(model_dir.resolve())
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=20)[0]
+    assert f"http://127.0.0.1:{port}/" in output
