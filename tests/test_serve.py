@@ -82,7 +82,8 @@ def test_health_model_schema_and_page(client, model):
     assert "default-src 'self'" in page.headers["content-security-policy"]
     for asset in ("app.js", "style.css"):
         assert client.get(f"/static/{asset}").status_code == 200
-    assert "http" not in client.get("/static/app.js").text.replace("http://127", "")  # nothing from elsewhere
+        assert "//" not in client.get(f"/static/{asset}").text.replace("// ", "")  # no URL: nothing from elsewhere
+    assert "//" not in page.text
 
 
 def test_classify_matches_the_classify_command(client, model, records):

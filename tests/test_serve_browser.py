@@ -20,7 +20,8 @@ selenium = pytest.importorskip("selenium", reason="selenium is not installed (pi
 from servefixtures import model_folder, running_server, write_record  # noqa: E402
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
-DRIVER = shutil.which("chromedriver") or next((p for p in ("/usr/lib/chromium/chromedriver",) if os.path.exists(p)), None)
+DRIVER = shutil.which("chromedriver") or ("/usr/lib/chromium/chromedriver" if os.path.exists("/usr/lib/chromium/chromedriver")
+                                          else None)
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER),
                                 reason="needs Chromium and its driver (Debian: apt-get install chromium chromium-driver)")
 
