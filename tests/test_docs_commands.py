@@ -109,6 +109,7 @@ NOT_RUN = {
     "convert": "needs the authors' checkpoint: tests/test_official.py converts their fixture",
     "pretrain-text": "the paper's BERT-base text stage: tests/test_text_pretrain.py runs it on a micro model",
     "pretrain": "the paper's model or several nodes: tests/test_train.py runs it on a micro model",
+    "serve": "starts a server that runs until stopped: tests/test_serve.py and tests/test_serve_browser.py drive it",
 }
 STAND_INS = {  # path in the docs -> what the scratch folder holds there
     "/data/ptb-xl-1.0.3": "src/ptbxl", "/data/mimic-iv-ecg": "src/mimic",

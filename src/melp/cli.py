@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("melp.models.official", "convert the authors' pretrained MELP checkpoint into a melp model folder"),
     "classify": ("melp.eval.single", "rank free-text labels for one ECG file by cosine similarity (zero-shot)"),
     "report": ("melp.eval.single_report", "generate a report for one ECG file"),
+    "serve": ("melp.serve.cli", "a local web page and HTTP API for a model (findings, reports, embeddings)"),
 }
 
 

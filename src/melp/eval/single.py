@@ -24,18 +24,33 @@ def record_windows(path: str, cfg, force: bool = False, fs: float | None = None)
     """A file -> (W, 12, n) mV windows at the model's rate, and the Record (for its metadata).
     A record failing the quality gate is a ValueError unless ``force``; flags are warned about.
     ``fs``: the rate of a file that does not state one (CSV)."""
+    windows, record, _ = checked_windows(path, cfg, force, fs)
+    return windows, record
+
+
+class QualityError(ValueError):
+    """A record that fails the signal-quality gate; ``quality`` holds its flags (melp serve lists them)."""
+
+    def __init__(self, message: str, quality):
+        super().__init__(message)
+        self.quality = quality
+
+
+def checked_windows(path: str, cfg, force: bool = False, fs: float | None = None) -> tuple[np.ndarray, object, object]:
+    """``record_windows`` plus the ``Quality`` of the record (its flags)."""
     from melp.data.quality import assess
     from melp.data.readers import read_record
 
     record = read_record(path, allow_missing_leads=True, fs=fs)
     quality = assess(record)
     if not quality.passed and not force:
-        raise ValueError(f"{path}: fails the signal-quality gate: {quality.failures()} (--force to score it anyway)")
+        raise QualityError(f"{path}: fails the signal-quality gate: {quality.failures()} (--force to score it "
+                           "anyway)", quality)
     if quality.flags:
         warnings.warn(f"{path}: signal quality: {'; '.join(map(str, quality.flags))}; results may be less "
-                      "reliable", stacklevel=2)
+                      "reliable", stacklevel=3)
     windows = prepare_signal(record.signal, record.fs, dataclasses.replace(cfg, windows="all"))
-    return windows, record
+    return windows, record, quality
 
 
 def classify_windows(model, windows: np.ndarray, labels: list[str]) -> list[tuple[str, float]]:
