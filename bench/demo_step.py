@@ -1,0 +1,88 @@
+"""Stage-2 step time of `melp demo`'s model on this machine: the shipped demo settings against the
+settings the demo shipped before (25 ECG frames, 3 of 6 text layers frozen, dropout, fp32).
+
+    python bench/demo_step.py [--rounds 2] [--steps 4]
+
+One step = forward (the three losses), backward and AdamW at the demo's batch of 32 reports (the
+8 reports of bench/common.py, repeated) and random 100 Hz ECGs; the two settings alternate, every
+round is printed.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from melp.models.config import MELPConfig
+from melp.models.melp import MELP
+from melp.train.config import apply_values, load_config
+from melp.train.demo import demo_settings
+from melp.train.pretrain import resolve_precision
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPORTS  # noqa: E402
+
+BEFORE = {"model_overrides.ecg.conv_kernels": [5, 2, 2, 2], "model_overrides.ecg.conv_strides": [5, 2, 2, 2],
+          "model_overrides.text.freeze_fraction": 0.5, "model_overrides.text.dropout": None,
+          "model_overrides.ecg.attention_dropout": 0.1, "trainer.precision": "32-true"}
+
+
+def build(stage2: dict) -> tuple[MELP, torch.optim.Optimizer, bool, int]:
+    """The demo's stage-2 model for these overrides, its optimiser, bf16 or not, and ECG samples."""
+    cfg = apply_values(load_config("tiny"), stage2)
+    config = MELPConfig.from_preset(cfg["model"]).to_dict()
+    for section, values in cfg["model_overrides"].items():
+        config[section].update(values)
+    torch.manual_seed(0)
+    model = MELP(MELPConfig.from_dict(config)).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
+    bf16 = resolve_precision(str(cfg["trainer"]["precision"]), "cpu") == "bf16-mixed"
+    return model, opt, bf16, model.config.preprocess.n_samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per measurement (after one warm-up)")
+    args = parser.parse_args()
+
+    shipped = demo_settings(quick=False)["stage2"]
+    settings = {"before": {**shipped, **BEFORE}, "shipped": shipped}
+    built = {name: build(values) for name, values in settings.items()}
+    batch = load_config("tiny")["data"]["batch_size"]
+    reports = [REPORTS[i % len(REPORTS)] for i in range(batch)]
+    for name, (model, _, bf16, n) in built.items():
+        print(f"{name}: bf16 autocast {bf16}, {n} samples -> {model.ecg_encoder.n_frames(n)} frames, "
+              f"{sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.1f} M trainable")
+
+    def step(model, opt, bf16, n, ecg, tokens) -> None:
+        opt.zero_grad(set_to_none=True)
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with autocast:
+            loss = model(ecg, tokens)["loss"]
+        loss.backward()
+        opt.step()
+
+    medians = {name: [] for name in built}
+    for r in range(args.rounds):
+        for name, (model, opt, bf16, n) in built.items():
+            ecg, tokens = torch.rand(batch, 12, n), model.tokenize(reports)
+            step(model, opt, bf16, n, ecg, tokens)  # warm-up
+            times = []
+            for _ in range(args.steps):
+                start = time.perf_counter()
+                step(model, opt, bf16, n, ecg, tokens)
+                times.append(time.perf_counter() - start)
+            times.sort()
+            medians[name].append(times[len(times) // 2])
+            print(f"round {r + 1} {name:<8} s/step: {' '.join(f'{t:.3f}' for t in times)} (median {medians[name][-1]:.3f})")
+    for r, (b, s) in enumerate(zip(medians["before"], medians["shipped"])):
+        print(f"round {r + 1}: shipped step {b / s:.2f}x faster than before")
+
+
+if __name__ == "__main__":
+    main()
