@@ -69,6 +69,15 @@ def build_pretraining_cache(work: Path, records: int, workers: int) -> Path:
     return work / "cache"
 
 
+def fixed_loss(model, ecg, tokens) -> float:
+    """The loss of one batch in eval mode (no dropout), without gradients."""
+    model.eval()
+    with torch.no_grad():
+        loss = float(model(ecg, tokens)["loss"])
+    model.train()
+    return loss
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="paper")
@@ -147,10 +156,13 @@ def main() -> None:
             model(ecg, tokens)["loss"].backward()  # eager FLOPs of forward + backward (also a warm-up)
         optimizer.zero_grad(set_to_none=True)
         step_flops = float(counter.get_total_flops())
+        # a check that the steps learn: this batch's loss (no dropout) before and after training
+        # on it (losses of different batches differ by more than a few early steps change them)
+        fixed_before = fixed_loss(model, ecg, tokens)
 
         start = time.perf_counter()
         for step in range(args.warmup):
-            loss = train_step(*to_device(next(batches), step))
+            loss = train_step(ecg, tokens) if step == 0 else train_step(*to_device(next(batches), step))
         sync(device)
         print(f"{args.warmup} warm-up steps{' (incl. compilation)' if args.compile else ''}: "
               f"{time.perf_counter() - start:.1f} s, loss {float(loss):.3f}")
@@ -167,6 +179,7 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
             waits.append(t1 - t0)
 
+        fixed_after = fixed_loss(model, ecg, tokens)
         if args.profile:
             profile_steps(lambda k: train_step(*to_device(next(batches), 10_000 + k)), device)
 
@@ -176,7 +189,8 @@ def main() -> None:
     print(f"\nstep: {step_s * 1e3:.1f} ms median of {args.steps} (min {min(times) * 1e3:.1f}, max "
           f"{max(times) * 1e3:.1f}); {args.batch / step_s:.1f} ECG/s; waiting for data "
           f"{np.sum(waits) / np.sum(times) * 100:.1f}% of the time")
-    print(f"losses: first {losses[0]:.3f}, last {losses[-1]:.3f}, all finite: {bool(np.isfinite(losses).all())}")
+    print(f"losses: first {losses[0]:.3f}, last {losses[-1]:.3f}, all finite: {bool(np.isfinite(losses).all())}; "
+          f"first batch, trained on in the warm-up: {fixed_before:.3f} before, {fixed_after:.3f} after")
     print(f"FLOPs: {step_flops / 1e12:.3f} TFLOP per step (forward + backward) = {achieved:.1f} TFLOP/s")
     print(f"MFU: {achieved / peak * 100:.1f}% of the {'fp32' if args.fp32 else 'bf16'} matmul rate measured "
           f"here ({peak:.1f} TFLOP/s)", end="")
