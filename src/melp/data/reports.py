@@ -43,3 +43,8 @@ def clean_report(parts: Iterable) -> str:
 
 def word_count(text: str) -> int:
     return len(text.split())
+
+
+def short_report_reason(report: str) -> str | None:
+    """The reject reason of a report too short to train on (every adapter's rule), or None."""
+    return f"report shorter than {MIN_WORDS} words" if word_count(report) < MIN_WORDS else None

@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 
 from melp.data.adapters.common import finish_table, hash_split
-from melp.data.reports import MIN_WORDS, clean_report, word_count
+from melp.data.reports import clean_report, short_report_reason
 
 name = "folder"
 SPLIT_IS_OURS = True
@@ -72,8 +72,8 @@ def load_table(root, fmt: str = "auto"):
             rejects.append((record_id, "no machine statements"))
             continue
         report = clean_report(statements)
-        if word_count(report) < MIN_WORDS:
-            rejects.append((record_id, f"report shorter than {MIN_WORDS} words"))
+        if reason := short_report_reason(report):
+            rejects.append((record_id, reason))
             continue
         rows.append({"record_id": record_id, "subject_id": str(record.meta.get("patient_id") or record_id),
                      "path": str(path), "report": report})

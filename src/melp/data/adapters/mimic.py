@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from melp.data.adapters.common import finish_table, hash_split, require_file
-from melp.data.reports import MIN_WORDS, clean_report, word_count
+from melp.data.reports import clean_report, short_report_reason
 
 name = "mimic-iv-ecg"
 SPLIT_IS_OURS = True
@@ -50,8 +50,8 @@ def load_table(root):
             rejects.append((record_id, "no machine_measurements row for this study_id"))
             continue
         report = clean_report(parts)
-        if word_count(report) < MIN_WORDS:
-            rejects.append((record_id, f"report shorter than {MIN_WORDS} words"))
+        if reason := short_report_reason(report):
+            rejects.append((record_id, reason))
             continue
         rows.append(
             {

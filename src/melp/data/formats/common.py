@@ -7,6 +7,8 @@ import xml.etree.ElementTree as ET
 import numpy as np
 
 from melp.data.readers import RecordError, _unit_factor
+from melp.data.readers import _parse_age as parse_age  # noqa: F401  (the WFDB readers' own, re-exported)
+from melp.data.readers import _parse_sex as parse_sex  # noqa: F401
 
 # Words that machines put around a lead's name: "Lead I (Einthoven)", "ECG V1", "MDC_ECG_LEAD_AVR".
 _LABEL_PREFIX = re.compile(r"^(?:mdc_ecg_lead_|lead[\s_-]*|ecg[\s_-]*|ekg[\s_-]*)+", re.IGNORECASE)
@@ -73,15 +75,6 @@ def derive_limb_leads(channels: list[np.ndarray], names: list[str], notes: list[
         channels.append(values)
         names.append(name)
     notes.append("leads III, aVR, aVL, aVF computed from I and II (the file stores 8 leads)")
-
-
-def parse_age(value) -> float | None:
-    number = re.search(r"\d+(?:\.\d+)?", str(value or ""))
-    return float(number.group()) if number else None
-
-
-def parse_sex(value) -> str | None:
-    return {"m": "M", "male": "M", "f": "F", "female": "F"}.get(str(value or "").strip().lower())
 
 
 CALIBRATION_MV = 1.0
