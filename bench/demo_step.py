@@ -17,11 +17,10 @@ from pathlib import Path
 
 import torch
 
-from melp.models.config import MELPConfig
 from melp.models.melp import MELP
 from melp.train.config import apply_values, load_config
 from melp.train.demo import demo_settings
-from melp.train.pretrain import resolve_precision
+from melp.train.pretrain import build_model, resolve_precision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPORTS  # noqa: E402
@@ -34,11 +33,8 @@ BEFORE = {"model_overrides.ecg.conv_kernels": [5, 2, 2, 2], "model_overrides.ecg
 def build(stage2: dict) -> tuple[MELP, torch.optim.Optimizer, bool, int]:
     """The demo's stage-2 model for these overrides, its optimiser, bf16 or not, and ECG samples."""
     cfg = apply_values(load_config("tiny"), stage2)
-    config = MELPConfig.from_preset(cfg["model"]).to_dict()
-    for section, values in cfg["model_overrides"].items():
-        config[section].update(values)
     torch.manual_seed(0)
-    model = MELP(MELPConfig.from_dict(config)).train()
+    model = build_model(cfg).train()  # as `melp pretrain` builds it
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
     bf16 = resolve_precision(str(cfg["trainer"]["precision"]), "cpu") == "bf16-mixed"
     return model, opt, bf16, model.config.preprocess.n_samples

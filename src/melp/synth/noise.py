@@ -63,8 +63,8 @@ def add_noise(x: np.ndarray, rng: np.random.Generator, fs: float, enabled: bool 
     wander_lead = rng.uniform(0.3, 1.0, (n, c, 1)).astype(f32)
     mains_f = rng.choice([50.0, 60.0], n).astype(f32)
     mains_phase = rng.uniform(0, 2 * np.pi, n).astype(f32)
-    mains_lead = rng.uniform(0.002, 0.02, (n, c, 1)).astype(f32)
-    mains_lead *= _lowpass_gain(mains_f, np.asarray(LOWPASS_HZ, dtype=f32)[muscle_filter.astype(int)]).astype(f32)[:, None, None]
+    cutoff = np.asarray(LOWPASS_HZ, dtype=f32)[muscle_filter.astype(int)]  # each ECG's front end
+    mains_lead = rng.uniform(0.002, 0.02, (n, c, 1)).astype(f32) * _lowpass_gain(mains_f, cutoff)[:, None, None]
     motion_channel = rng.integers(0, c, n)
     motion_centre = rng.uniform(0.5, t[-1] - 0.5, n).astype(f32)
     motion_width = rng.uniform(0.08, 0.35, n).astype(f32)
