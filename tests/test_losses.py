@@ -177,3 +177,33 @@ def test_losses_stay_float32_under_bf16_autocast():
     assert local_amp.dtype == global_amp.dtype == torch.float32
     assert torch.allclose(local_amp, local_loss(beats, sentences, mask), atol=1e-6)
     assert torch.allclose(global_amp, global_contrastive_loss(e, t, s), atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_caption_loss_gradient_matches_cross_entropy(dtype):
+    g = torch.Generator().manual_seed(6)
+    base = torch.randn(3, 5, 40, generator=g) * 4
+    base[0, 0, 7] = 300.0  # one near-certain token: its neighbours' probabilities underflow in fp32
+    targets = torch.tensor([[7, 1, 2, -100, -100], [4, 39, 0, 12, -100], [-100, 3, 3, 3, 8]])
+    targets[0, 1] = 8  # a target whose probability underflows: the loss stays finite
+    ours_in = base.to(dtype).requires_grad_()
+    ref_in = base.to(dtype).requires_grad_()
+    before = ours_in.detach().clone()
+    ours = caption_loss(ours_in, targets)
+    ref = F.cross_entropy(ref_in.float().reshape(-1, 40), targets.reshape(-1))
+    assert torch.equal(ours_in.detach(), before)  # the logits are not changed in place
+    assert torch.isfinite(ours) and torch.allclose(ours, ref, rtol=1e-5)
+    (ours * 3).backward()
+    (ref * 3).backward()
+    tol = 1e-6 if dtype == torch.float32 else 1e-2
+    assert ours_in.grad.dtype == dtype
+    assert torch.allclose(ours_in.grad.float(), ref_in.grad.float(), atol=tol)
+    assert not ours_in.grad[targets == -100].any()  # padded positions get no gradient
+
+
+def test_caption_loss_refuses_a_second_backward():
+    logits = torch.randn(4, 9, requires_grad=True)
+    loss = caption_loss(logits, torch.tensor([1, 2, 3, 4]))
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="twice"):
+        loss.backward()

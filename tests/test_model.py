@@ -334,3 +334,30 @@ def test_positional_convolution_through_the_fft_equals_the_direct_one():
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
         with torch.no_grad():
             assert not PositionalConv.use_fft(x)  # inference on a CPU: the direct convolution
+
+
+def test_cpu_bf16_training_attention_runs_on_the_math_kernel_with_the_same_result(monkeypatch):
+    from melp.models import attention
+    from melp.models.attention import CPU_BF16_MATH_MAX_KEYS, Attention, attention_backend
+
+    cpu = torch.device("cpu")
+    assert attention_backend(50, torch.bfloat16, cpu) is not None
+    assert type(attention_backend(50, torch.float32, cpu)).__name__ == "nullcontext"
+    assert type(attention_backend(CPU_BF16_MATH_MAX_KEYS + 1, torch.bfloat16, cpu)).__name__ == "nullcontext"
+    with torch.no_grad():  # inference: the flash forward is the fast one
+        assert type(attention_backend(50, torch.bfloat16, cpu)).__name__ == "nullcontext"
+
+    torch.manual_seed(0)
+    attn = Attention(64, 4)
+    x = torch.randn(3, 20, 64)
+    results = []
+    for max_keys in (CPU_BF16_MATH_MAX_KEYS, 0):  # math kernel, then the default (flash)
+        monkeypatch.setattr(attention, "CPU_BF16_MATH_MAX_KEYS", max_keys)
+        xi = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = attn(xi, causal=True)
+        y.float().square().sum().backward()
+        results.append((y.float(), xi.grad))
+    (y_math, g_math), (y_flash, g_flash) = results
+    assert torch.allclose(y_math, y_flash, atol=3e-2)
+    assert torch.allclose(g_math, g_flash, atol=3e-2 * g_flash.abs().max().item())

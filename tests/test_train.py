@@ -370,3 +370,32 @@ def test_warmup_guards_against_embedding_collapse(micro):
     assert cos_w < 0.97 and std_w > 0.02, (cos_w, std_w)  # the guard: no collapse with the preset
     assert cos_0 > cos_w and std_0 < std_w, ((cos_0, std_0), (cos_w, std_w))  # no warm-up: closer together
     assert cos_hot > 0.999 and std_hot < 0.005, (cos_hot, std_hot)  # and without it at a high lr: a constant
+
+
+def test_bf16_run_with_gradient_clipping_uses_the_fused_optimiser(micro, tmp_path):
+    """Lightning's mixed-precision plugin refuses to clip for a fused AdamW; melp clips itself."""
+    from melp.train.pretrain import pretrain
+
+    cfg, _ = micro
+    cfg = apply_overrides(cfg, ["trainer.precision=bf16-mixed", "trainer.gradient_clip_val=1.0", "trainer.max_epochs=1",
+                                "data.val_split=null", f"output.dir={tmp_path / 'run'}"])
+    run_dir = pretrain(cfg, progress=False)
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert state["optimizer_states"][0]["param_groups"][0]["fused"] is True
+
+
+@pytest.mark.parametrize("algorithm", ["norm", "value"])
+def test_fused_optimiser_gradients_are_clipped(algorithm):
+    from melp.train.lightning_module import MELPLightning
+
+    net = torch.nn.Linear(6, 5)
+    module = MELPLightning(net, {"lr": 1e-3, "betas": [0.9, 0.95], "weight_decay": 0.0})
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, fused=True)
+    for p in net.parameters():
+        p.grad = torch.full_like(p, 3.0)
+    module.configure_gradient_clipping(opt, 0.5, algorithm)
+    grads = [p.grad for p in net.parameters()]
+    if algorithm == "norm":
+        assert torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads])).item() == pytest.approx(0.5, rel=1e-4)
+    else:
+        assert all(torch.all(g == 0.5) for g in grads)

@@ -5,9 +5,26 @@ cross-attention (queries from ``x``, keys/values from a context of another width
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+# On a CPU, PyTorch's fused (flash) attention kernel is the fastest forward, but in bf16 its
+# backward is slow for short sequences: forward+backward at 47-128 keys took 1.2-4x as long as the
+# plain matmul-softmax ("math") kernel, while in fp32, and from about 200 keys on, flash wins
+# (bench/attention_backends.py). So bf16 training on a CPU uses math up to this many keys.
+CPU_BF16_MATH_MAX_KEYS = 128
+
+
+def attention_backend(n_keys: int, dtype: torch.dtype, device: torch.device):
+    """The context to run an attention of ``n_keys`` keys in (see CPU_BF16_MATH_MAX_KEYS)."""
+    if (device.type == "cpu" and dtype == torch.bfloat16 and n_keys <= CPU_BF16_MATH_MAX_KEYS
+            and torch.is_grad_enabled()):
+        return sdpa_kernel(SDPBackend.MATH)
+    return contextlib.nullcontext()
 
 
 class Attention(nn.Module):
@@ -51,6 +68,7 @@ class Attention(nn.Module):
         if causal and 1 < t_q < t_k:  # new queries are the last t_q of the t_k positions
             mask = torch.ones(t_q, t_k, dtype=torch.bool, device=x.device).tril(diagonal=t_k - t_q)
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
-                                           is_causal=causal and 1 < t_q == t_k)
+        with attention_backend(t_k, q.dtype, q.device):
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
+                                               is_causal=causal and 1 < t_q == t_k)
         return self.out(y.transpose(1, 2).flatten(2))

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from melp.models.attention import attention_backend
 from melp.models.config import TextConfig
 
 BOS_TOKEN = "[BOS]"
@@ -205,8 +206,10 @@ class TextEncoder(nn.Module):
     def states(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                position_ids: Tensor | None = None) -> Tensor:
         """Last-layer token states (B, L, hidden) under the causal (decoder) mask."""
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         use_cache=False)
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else self.model.dtype
+        with attention_backend(input_ids.shape[1], dtype, input_ids.device):
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                             use_cache=False)
         return out.last_hidden_state
 
     def step(self, input_ids: Tensor, cache=None):
