@@ -13,6 +13,13 @@ For a trained model (the demo's) it prints, for AF and first-degree AV block:
    (an ECG embedding aligned perfectly with its report scores no better);
 3. a linear probe trained on simulated embeddings and applied to LUDB: does the ECG feature that
    marks the finding on simulated data mark it on real data?
+
+Then, for every simulated finding that has a LUDB counterpart, one table row: LUDB positives, the
+zero-shot AUROC of the LUDB class's shipped description (single-class counterparts), the AUROC on
+LUDB of a linear probe trained on simulated embeddings (simulated labels only), and that probe's
+AUROC on held-out simulated ECGs. Where the probe transfers and zero-shot does not, the ECG
+features are there and the text alignment is what fails; where the probe fails on LUDB while it
+separates simulated ECGs, the simulated finding does not look like the real one.
 """
 from __future__ import annotations
 
@@ -54,6 +61,64 @@ def ludb_measurements(root: Path):
         gaps = [g for g in gaps if g < 0.5 * rec.fs]  # a P wave belongs to the next QRS within 500 ms
         pr.append(np.median(gaps) * 1000 / rec.fs if gaps else np.nan)
     return np.stack(signals), labels, {"AFIB": np.array(rr_cv), "1AVB": np.array(pr)}
+
+
+AXIS = "Electric axis of the heart: "
+COUNTERPARTS = {  # simulated finding -> the LUDB classes it stands for (positive: any of them)
+    "SR": ["Sinus rhythm"], "SBRAD": ["Sinus bradycardia"], "STACH": ["Sinus tachycardia"],
+    "SARRH": ["Sinus arrhythmia"], "AFIB": ["Atrial fibrillation"], "AFLT": ["Atrial flutter, typical"],
+    "LAD": [AXIS + "left axis deviation"], "RAD": [AXIS + "right axis deviation"],
+    "1AVB": ["I degree AV block"], "RBBB": ["Complete right bundle branch block"],
+    "IRBBB": ["Incomplete right bundle branch block"], "LBBB": ["Complete left bundle branch block"],
+    "LAFB": ["Left anterior hemiblock"], "LVH": ["Left ventricular hypertrophy"],
+    "LAE": ["Left atrial hypertrophy", "Left atrial overload"],
+    "RAE": ["Right atrial overload", "Right atrial hypertrophy"], "ERP": ["Early repolarization syndrome"],
+    "PACE": "pacing", "PAC": "Atrial extrasystole", "PVC": "Ventricular extrasystole",
+}
+
+
+def counterpart_labels(labels: list[list[str]], finding: str) -> tuple[np.ndarray, str | None]:
+    """LUDB labels of a simulated finding's counterpart, and its one class name (None: a group)."""
+    spec = COUNTERPARTS[finding]
+    if isinstance(spec, str):  # a group: every class under that heading
+        hit = [any(name.startswith(spec) or (spec == "pacing" and ("pacing" in name.lower() or "Pacemaker" in name
+                                                                     or name == "P-synchrony")) for name in row)
+               for row in labels]
+        return np.array(hit), None
+    return np.array([any(name in row for name in spec) for row in labels]), spec[0] if len(spec) == 1 else None
+
+
+def per_finding_table(model, ludb_root: Path, real: np.ndarray, sim: np.ndarray, findings: np.ndarray) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from melp.data.adapters.ludb import load_table
+    from melp.eval.descriptions import descriptions_for
+    from melp.eval.zeroshot import class_text_embeddings
+    from melp.synth.findings import INDEX
+
+    table, _, _ = load_table(ludb_root)
+    table = table.set_index(table["record_id"].astype(int)).loc[range(1, len(real) + 1)]  # ludb.csv order
+    labels = list(table["labels_ludb"])
+    names = [spec[0] for spec in COUNTERPARTS.values() if isinstance(spec, list) and len(spec) == 1]
+    describe, _ = descriptions_for("ludb", names)
+    class_emb = dict(zip(describe, class_text_embeddings(model, describe)))  # as `melp zeroshot` embeds them
+    half = len(sim) // 2
+    print(f"\n{'finding':<7} {'LUDB class':<46} {'pos':>4} {'zero-shot':>9} {'probe LUDB':>10} {'probe sim':>9}")
+    rows = []
+    for finding in COUNTERPARTS:
+        y_real, name = counterpart_labels(labels, finding)
+        y_sim = findings[:, INDEX[finding]].astype(bool)
+        if y_real.sum() == 0 or y_sim[:half].sum() == 0:
+            continue
+        probe = LogisticRegression(max_iter=3000).fit(sim[:half], y_sim[:half])
+        zs = auroc(y_real, real @ class_emb[name]) if name else np.nan
+        row = (zs, auroc(y_real, probe.decision_function(real)), auroc(y_sim[half:], probe.decision_function(sim[half:])))
+        rows.append(row)
+        label = name or f"any '{COUNTERPARTS[finding]}' class"
+        print(f"{finding:<7} {label[:46]:<46} {int(y_real.sum()):>4} "
+              + " ".join(f"{v * 100:{w}.1f}" if not np.isnan(v) else f"{'-':>{w}}" for v, w in zip(row, (9, 10, 9))))
+    zs, pl, ps = np.array(rows).T
+    print(f"{'mean':<7} {'':<46} {'':>4} {np.nanmean(zs) * 100:9.1f} {pl.mean() * 100:10.1f} {ps.mean() * 100:9.1f}")
 
 
 def auroc(y, s) -> float:
@@ -103,6 +168,7 @@ def main() -> None:
         ]
         for label, value in rows:
             print(f"  {label:<52} {value:.3f}")
+    per_finding_table(model, Path(args.data) / "ludb", real, sim, batch.findings)
 
 if __name__ == "__main__":
     main()

@@ -24,10 +24,6 @@ import yaml
 
 from melp.train.config import add_set_argument, apply_overrides, apply_values, load_config
 
-# Idle OpenMP threads sleep instead of spinning: on a shared CPU, spinning threads burn the cores the
-# other threads need (measured 4x slower steps on a busy 2-core machine). Set before torch loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 ZEROSHOT_TASKS = ("ptbxl-super", "ptbxl-sub", "ptbxl-form", "ptbxl-rhythm")
 HEADLINE_TASK = "ptbxl-super"  # results.json zeroshot.macro_auroc and probe.* are on this task

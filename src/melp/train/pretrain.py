@@ -15,14 +15,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 from pathlib import Path
 
 from melp.train.config import add_set_argument, apply_overrides, load_config, save_config
-
-# Idle OpenMP threads sleep instead of spinning: on a shared CPU, spinning threads burn the cores the
-# other threads need (measured 4x slower steps on a busy 2-core machine). Set before torch loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # command-line flags that are shortcuts for trainer.* keys of the config
 TRAINER_FLAGS = {"devices": "devices", "strategy": "strategy", "num_nodes": "num_nodes",
