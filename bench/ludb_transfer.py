@@ -114,11 +114,15 @@ def per_finding_table(model, ludb_root: Path, real: np.ndarray, sim: np.ndarray,
         zs = auroc(y_real, real @ class_emb[name]) if name else np.nan
         row = (zs, auroc(y_real, probe.decision_function(real)), auroc(y_sim[half:], probe.decision_function(sim[half:])))
         rows.append(row)
-        label = name or f"any '{COUNTERPARTS[finding]}' class"
+        spec = COUNTERPARTS[finding]
+        label = name or (" or ".join(spec) if isinstance(spec, list) else f"any '{spec}' class")
         print(f"{finding:<7} {label[:46]:<46} {int(y_real.sum()):>4} "
               + " ".join(f"{v * 100:{w}.1f}" if not np.isnan(v) else f"{'-':>{w}}" for v, w in zip(row, (9, 10, 9))))
     zs, pl, ps = np.array(rows).T
-    print(f"{'mean':<7} {'':<46} {'':>4} {np.nanmean(zs) * 100:9.1f} {pl.mean() * 100:10.1f} {ps.mean() * 100:9.1f}")
+    one = ~np.isnan(zs)
+    print(f"{'mean':<7} {'all rows':<46} {'':>4} {'':>9} {pl.mean() * 100:10.1f} {ps.mean() * 100:9.1f}")
+    print(f"{'mean':<7} {'rows with one LUDB class':<46} {'':>4} {zs[one].mean() * 100:9.1f} "
+          f"{pl[one].mean() * 100:10.1f} {ps[one].mean() * 100:9.1f}")
 
 
 def auroc(y, s) -> float:
