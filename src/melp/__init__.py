@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 
 # torch's CPU threads are GNU OpenMP's, which spin 300,000 times before an idle one sleeps. On a
-# small or shared CPU a spinning thread holds the core that the thread it waits for needs: with one
-# other busy process on the 2-core machine the demo's training step took 5.9 s instead of 0.78 s
-# (threads sleeping at once), while sleeping at once costs 1.35x on an idle machine. 10,000 spins
-# keep the idle step within 3% of the default and the busy one at 1.05 s (docs/speed.md). libgomp
+# small or shared CPU a spinning thread holds the core that the thread it waits for needs: beside one
+# busy process on the 2-core machine the demo's training step took 1.0-5.9 s instead of 0.7 s (threads
+# sleeping at once), while sleeping at once costs 1.36x on an idle machine. 10,000 spins keep the
+# idle step within 5% of the default and the busy one at 1.0 s (bench/openmp_spin.py). libgomp
 # reads this once, when torch loads; a value set by the user is kept.
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 

@@ -151,9 +151,13 @@ class MELPLightning(L.LightningModule):
         o = self.optim
         groups = param_groups(self.model, float(o["weight_decay"]), float(o["lr"]),
                               float(o.get("pretrained_lr_scale", 1.0)), bool(o.get("decay_all", False)))
-        # fused: one kernel over all parameters instead of a dozen tensor ops each (CPU and CUDA);
-        # not under fp16, whose gradient scaler must unscale before configure_gradient_clipping clips
+        # fused: one kernel over all parameters instead of a dozen tensor ops each (CPU and CUDA).
+        # Not under fp16, whose gradient scaler must unscale before configure_gradient_clipping clips,
+        # nor under sharding strategies (FSDP, DeepSpeed), which clip their own way.
+        from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
+
         fused = (self.trainer.precision not in ("16-mixed", "16")
+                 and type(self.trainer.strategy) in (SingleDeviceStrategy, DDPStrategy)
                  and all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"]))
         optimizer = torch.optim.AdamW(groups, lr=float(o["lr"]), betas=tuple(float(b) for b in o["betas"]),
                                       eps=float(o.get("eps", 1e-8)), fused=fused)
