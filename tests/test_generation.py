@@ -65,3 +65,25 @@ def test_text_encoder_cache_gives_the_same_search_as_re_encoding(model):
     torch.testing.assert_close(torch.cat([first, *rest], dim=1), full, rtol=0, atol=1e-5)
     assert greedy(model, ecg, 8, use_cache=True) == greedy(model, ecg, 8, use_cache=False)
     assert beam_search(model, ecg, 3, 8, use_cache=True) == beam_search(model, ecg, 3, 8, use_cache=False)
+
+
+def test_generation_never_writes_placeholder_or_special_tokens(model, monkeypatch):
+    """A decoder that prefers BERT's [unusedN] placeholders (as a barely trained one can) still
+    writes only real tokens, and ends reports with [SEP]."""
+    from melp.models.generation import never_generated_ids
+
+    enc = model.text_encoder
+    vocab = enc.tokenizer.get_vocab()
+    placeholders = [i for t, i in vocab.items() if t.startswith("[unused")]
+    assert placeholders and set(placeholders) <= set(never_generated_ids(enc))
+    assert enc.end_id not in never_generated_ids(enc)
+    real = enc.tokenizer.convert_tokens_to_ids("sinus")
+    bias = torch.full((model.decoder.vocab.out_features,), -5.0)
+    bias[placeholders] = 50.0  # the placeholders win every step, then 'sinus'
+    bias[enc.tokenizer.mask_token_id] = 50.0
+    bias[real] = 10.0
+    original = model.decoder.vocab.forward
+    monkeypatch.setattr(model.decoder.vocab, "forward", lambda h: original(h) * 0 + bias)
+    for ids in (greedy(model, torch.rand(1, 12, 2000), max_len=4),
+                beam_search(model, torch.rand(1, 12, 2000), beams=2, max_len=4)):
+        assert ids[0] and all(i == real for i in ids[0])
