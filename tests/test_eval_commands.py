@@ -440,3 +440,19 @@ def test_out_that_is_not_an_earlier_output_is_refused_before_any_work(model_dir,
     assert main(_command("zeroshot", model_dir, None, tmp_path, out)) == 2
     assert "not an earlier output" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_probe_batch_size_sets_the_feature_batch(model_dir, reuse_model, tmp_path, monkeypatch):
+    from melp.eval import embed, probe
+
+    seen = []
+    real = embed.embed_set
+
+    def recording(model, data, what="embedding", batch_size=64, desc=None):
+        seen.append(batch_size)
+        return real(model, data, what, batch_size, desc)
+
+    monkeypatch.setattr(probe, "embed_set", recording)
+    assert main(["probe", "--model", str(model_dir), "--dataset", "synth", "--n", "24", "--fraction", "1.0",
+                 "--epochs", "1", "--bootstrap", "5", "--batch-size", "7", "--out", str(tmp_path / "p")]) == 0
+    assert seen == [7]

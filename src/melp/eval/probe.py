@@ -136,9 +136,10 @@ def train_head(head: torch.nn.Module, forward, train_x, train_y, val_x, val_y, *
 
 def evaluate_probe(model, data, task: str, fraction: float = 1.0, seeds=1, *, epochs: int = 100,
                    patience: int = 10, lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 256,
-                   n_boot: int = 1000, features: np.ndarray | None = None) -> dict:
+                   n_boot: int = 1000, features: np.ndarray | None = None, embed_batch_size: int = 64) -> dict:
     """Linear probe over ``seeds`` (an int K -> seeds 0..K-1, or a list). ``features`` (N, D) may be
-    passed precomputed for every record of ``data``."""
+    passed precomputed for every record of ``data``; otherwise they are computed ``embed_batch_size``
+    ECGs at a time. ``batch_size`` is the probe's own training batch."""
     import torch
 
     data = as_eval_set(data, task, getattr(getattr(model, "config", None), "preprocess", None))
@@ -146,7 +147,7 @@ def evaluate_probe(model, data, task: str, fraction: float = 1.0, seeds=1, *, ep
     splits = {s: probe_split(data, fraction, s) for s in seeds}
     if features is None:
         needed = np.unique(np.concatenate([np.concatenate(list(sp.values())) for sp in splits.values()]))
-        computed = embed_set(model, data.subset(needed), "features", desc=f"features {task}")
+        computed = embed_set(model, data.subset(needed), "features", embed_batch_size, desc=f"features {task}")
         feats = np.zeros((len(data), computed.shape[1]), dtype=np.float32)
         feats[needed] = computed
     else:
@@ -224,7 +225,7 @@ def run(args) -> int:
     data = load_eval_set(args.root, args.dataset, model.config.preprocess, n=args.n, seed=args.seed,
                          allow_missing_leads=args.allow_missing_leads)
     result = evaluate_probe(model, data, args.dataset, args.fraction, args.seeds, epochs=args.epochs,
-                            patience=args.patience, n_boot=args.bootstrap)
+                            patience=args.patience, n_boot=args.bootstrap, embed_batch_size=args.batch_size)
     result["model"] = str(args.model)
     title = f"linear probe {args.dataset}, {args.fraction:g} of train"
     with outputs.output_folder(args.out) as out:
