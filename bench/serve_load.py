@@ -65,11 +65,11 @@ def record_files(hea: str) -> list[Path]:
 class Server:
     """`melp serve` in a subprocess; stopped on exit."""
 
-    def __init__(self, model: Path, batching: bool, precision: str):
+    def __init__(self, model: Path, batching: bool, precision: str, wait_ms: float | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "melp.cli", "serve", "--model", str(model), "--port", str(self.port),
-                   "--precision", precision]
+                   "--precision", precision] + ([] if wait_ms is None else ["--wait-ms", str(wait_ms)])
         self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(command + ([] if batching else ["--no-batching"]),
                                         stdout=self.log, stderr=subprocess.STDOUT)
@@ -141,28 +141,33 @@ def main(argv=None) -> int:
                         help="what to ask (default classify; report: beam search, the heaviest model call)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--only", choices=["batching", "no-batching"], help="run one mode only")
+    parser.add_argument("--wait-ms", type=float, nargs="+", default=[None],
+                        help="batching runs with each of these --wait-ms (default: the server's)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="melp-serve-load-") as tmp:
         tmp = Path(tmp)
         model = Path(args.model) if args.model else tiny_random_model(tmp)
         records = [record_files(r) for r in args.record] or synthetic_records(tmp)
-        modes = [m for m in ("batching", "no-batching") if args.only in (None, m)]
+        modes = [("batching", w) for w in args.wait_ms if args.only in (None, "batching")]
+        modes += [("no-batching", None)] if args.only in (None, "no-batching") else []
         print(f"melp serve load: {args.requests} POST /v1/{args.endpoint} from {args.clients} concurrent clients, "
               f"{len(records)} record(s), model {'tiny-random' if args.tiny_random else model}, "
               f"{args.precision}, {os.cpu_count()} CPU(s)")
         results = {}
-        for mode in modes:
-            with Server(model, mode == "batching", args.precision) as server:
-                results[mode] = load(f"{server.url}/v1/{args.endpoint}", records, args.requests, args.clients)
-            r = results[mode]
-            print(f"  {mode:<12} {r['throughput']:7.2f} req/s   p50 {r['p50'] * 1000:7.0f} ms   "
+        for mode, wait_ms in modes:
+            name = mode if wait_ms is None else f"{mode} (wait {wait_ms:g} ms)"
+            with Server(model, mode == "batching", args.precision, wait_ms) as server:
+                results[name] = load(f"{server.url}/v1/{args.endpoint}", records, args.requests, args.clients)
+            r = results[name]
+            print(f"  {name:<24} {r['throughput']:7.2f} req/s   p50 {r['p50'] * 1000:7.0f} ms   "
                   f"p95 {r['p95'] * 1000:7.0f} ms   errors {r['errors']}   ({r['wall']:.1f} s)", flush=True)
             if r["first_error"]:
                 print(f"    first error: {r['first_error']}")
-        if len(results) == 2:
-            ratio = results["batching"]["throughput"] / results["no-batching"]["throughput"]
-            print(f"  batching / no-batching throughput: {ratio:.2f}x")
+        if "no-batching" in results:
+            for name, r in results.items():
+                if name != "no-batching":
+                    print(f"  {name} / no-batching throughput: {r['throughput'] / results['no-batching']['throughput']:.2f}x")
     return 1 if any(r["errors"] for r in results.values()) else 0
 
 

@@ -51,7 +51,8 @@ class Batcher:
         return await future
 
     async def _collect(self) -> list[_Job]:
-        """The first waiting job, plus those arriving within wait_s with the same key."""
+        """The first waiting job, plus those of the same key already queued (they arrived while the
+        model was busy) and, with ``wait_s`` > 0, those arriving within wait_s."""
         jobs = [await self._queue.get()]
         if not self.enabled:
             return jobs
@@ -59,10 +60,15 @@ class Batcher:
         deadline = loop.time() + self.wait_s
         held = []  # jobs of another key wait for the next call, in order
         count = len(jobs[0].windows)
-        while count < self.max_windows and (left := deadline - loop.time()) > 0:
-            try:
-                job = await asyncio.wait_for(self._queue.get(), left)
-            except asyncio.TimeoutError:
+        while count < self.max_windows:
+            if not self._queue.empty():
+                job = self._queue.get_nowait()
+            elif (left := deadline - loop.time()) > 0:
+                try:
+                    job = await asyncio.wait_for(self._queue.get(), left)
+                except asyncio.TimeoutError:
+                    break
+            else:
                 break
             if job.key == jobs[0].key:
                 jobs.append(job)
