@@ -357,3 +357,20 @@ def test_melp_serve_starts_loads_the_model_and_answers(model_dir, capsys):
         server.terminate()
         output = server.communicate(timeout=20)[0]
     assert f"http://127.0.0.1:{port}/" in output
+
+
+def test_a_csv_without_a_rate_takes_fs_from_the_query(client, model, records, tmp_path):
+    """A CSV without a rate gets the reader's clear error, and reads once ``fs`` is given."""
+    import pandas as pd
+
+    record = melp.read_record(records["rec2"][0])
+    path = tmp_path / "rate-free.csv"
+    pd.DataFrame(record.signal.T, columns=list(record.leads)).to_csv(path, index=False)
+    upload_csv = lambda: {"file": (path.name, path.read_bytes(), "text/csv")}  # noqa: E731
+    message = error_of(client.post("/v1/embed", files=upload_csv()), 400)
+    assert "rate-free.csv" in message and "pass fs=" in message
+    body = client.post(f"/v1/embed?fs={record.fs:g}", files=upload_csv()).json()
+    expected = client.post("/v1/embed", files=upload(records["rec2"])).json()["embedding"]
+    np.testing.assert_allclose(body["embedding"], expected, atol=1e-4)
+    assert body["record"]["fs"] == record.fs
+    assert error_of(client.post("/v1/embed?fs=-5", files=upload_csv()), 422)

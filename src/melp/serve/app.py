@@ -103,13 +103,13 @@ def create_app(model, model_dir: str | None = None, max_upload_mb: float = 20, b
         log.exception("%s %s failed", request.method, request.url.path)
         return JSONResponse({"error": f"internal error: {type(error).__name__}: {error}"}, status_code=500)
 
-    async def read(files: list[UploadFile], force: bool) -> inference.Loaded:
+    async def read(files: list[UploadFile], force: bool, fs: float | None = None) -> inference.Loaded:
         """Save the upload in a private temp folder, read it as one record, delete the folder."""
         with tempfile.TemporaryDirectory(prefix="melp-serve-") as folder:
             path = await save_uploads(files, Path(folder))
             name = path.name
             try:
-                return await asyncio.to_thread(inference.load_record, path, name, cfg, force)
+                return await asyncio.to_thread(inference.load_record, path, name, cfg, force, fs)
             except Exception as error:  # the file's fault: its content is whatever the client sent
                 from melp.eval.single import QualityError
 
@@ -153,6 +153,7 @@ def create_app(model, model_dir: str | None = None, max_upload_mb: float = 20, b
                                     "default: GET /v1/model's default_labels")
     BEAMS = Query(3, ge=1, le=8, description="beam width of report generation (1: greedy)")
     MAX_LEN = Query(None, ge=1, le=512, description="longest report in tokens (default: the model's)")
+    FS = Query(None, gt=0, le=100000, description="sampling rate in Hz of a CSV file that carries none")
 
     @app.get("/v1/health")
     async def health() -> dict:
@@ -167,18 +168,19 @@ def create_app(model, model_dir: str | None = None, max_upload_mb: float = 20, b
                 "batching": batching}
 
     @app.post("/v1/classify", response_model=ClassifyResponse)
-    async def classify(file: list[UploadFile] = FILES, labels: list[str] | None = LABELS, force: bool = FORCE):
+    async def classify(file: list[UploadFile] = FILES, labels: list[str] | None = LABELS, force: bool = FORCE,
+                       fs: float | None = FS):
         """Rank labels by the cosine similarity of their text embedding with the ECG's (zero-shot)."""
         labels = parse_labels(labels)
-        loaded = await read(file, force)
+        loaded = await read(file, force, fs)
         _, ranked = await findings(loaded, labels)
         return {"findings": ranked, "record": loaded.info(cfg.seconds)}
 
     @app.post("/v1/report", response_model=ReportResponse)
     async def report(file: list[UploadFile] = FILES, beams: int = BEAMS, max_len: int | None = MAX_LEN,
-                     force: bool = FORCE):
+                     force: bool = FORCE, fs: float | None = FS):
         """A generated report per window of the record."""
-        loaded = await read(file, force)
+        loaded = await read(file, force, fs)
         windows = await reports(loaded, beams, max_len)
         return {"report": windows[0]["report"], "windows": windows, "record": loaded.info(cfg.seconds)}
 
@@ -186,9 +188,9 @@ def create_app(model, model_dir: str | None = None, max_upload_mb: float = 20, b
               responses={200: {"content": {"application/octet-stream": {}},
                                "description": "JSON, or with format=npy a float32 .npy array"}})
     async def embed(file: list[UploadFile] = FILES, format: str = Query("json", pattern="^(json|npy)$"),
-                    force: bool = FORCE):
+                    force: bool = FORCE, fs: float | None = FS):
         """The record's L2-normalised embedding (its windows' embeddings averaged)."""
-        loaded = await read(file, force)
+        loaded = await read(file, force, fs)
         vector = inference.record_embedding(await embedder.submit(loaded.windows))
         if format == "npy":
             return Response(inference.npy_bytes(vector), media_type="application/octet-stream",
@@ -196,17 +198,17 @@ def create_app(model, model_dir: str | None = None, max_upload_mb: float = 20, b
         return {"embedding": vector.tolist(), "record": loaded.info(cfg.seconds)}
 
     @app.post("/v1/plot", response_class=Response, responses={200: {"content": {"image/png": {}}}})
-    async def plot(file: list[UploadFile] = FILES):
+    async def plot(file: list[UploadFile] = FILES, fs: float | None = FS):
         """The 12-lead plot (3 x 4 + lead II strip, 25 mm/s, 10 mm/mV) as PNG; no quality gate."""
-        loaded = await read(file, force=True)
+        loaded = await read(file, force=True, fs=fs)
         return Response(await asyncio.to_thread(inference.plot_png, loaded), media_type="image/png")
 
     @app.post("/v1/analyze", response_model=AnalyzeResponse)
     async def analyze(file: list[UploadFile] = FILES, labels: list[str] | None = LABELS, beams: int = BEAMS,
-                      force: bool = FORCE):
+                      force: bool = FORCE, fs: float | None = FS):
         """Everything the page shows for one record, from one upload: findings, report, embedding, plot."""
         labels = parse_labels(labels)
-        loaded = await read(file, force)
+        loaded = await read(file, force, fs)
         (vectors, ranked), windows, png = await asyncio.gather(
             findings(loaded, labels), reports(loaded, beams, None), asyncio.to_thread(inference.plot_png, loaded))
         return {"findings": ranked, "report": windows[0]["report"],

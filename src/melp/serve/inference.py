@@ -74,14 +74,15 @@ class Loaded:
                 "warnings": self.warnings}
 
 
-def load_record(path, name: str, cfg, force: bool) -> Loaded:
-    """Read one record with ``melp classify``'s reader, quality gate and windowing. The reader's
-    warnings (zero-filled leads, quality flags) are returned, not printed."""
+def load_record(path, name: str, cfg, force: bool, fs: float | None = None) -> Loaded:
+    """Read one record with ``melp classify``'s reader, quality gate and windowing (``fs``: the
+    sampling rate of a CSV that carries none). The reader's warnings (zero-filled leads, quality
+    flags) are returned, not printed."""
     from melp.eval.single import checked_windows
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        windows, record, quality = checked_windows(str(path), cfg, force)
+        windows, record, quality = checked_windows(str(path), cfg, force, fs)
     notes = [str(w.message).replace(str(path), name) for w in caught]
     return Loaded(name, windows, record, quality, notes)
 

@@ -90,7 +90,9 @@ async function analyze(record) {
   for (const file of record.files) form.append("file", file, file.name);
   form.append("labels", JSON.stringify(labels()));
   try {
-    const response = await fetch("/v1/analyze", { method: "POST", body: form });
+    const fs = document.getElementById("fs").value.trim();  // only a CSV without a rate needs it
+    const url = fs ? `/v1/analyze?fs=${encodeURIComponent(fs)}` : "/v1/analyze";
+    const response = await fetch(url, { method: "POST", body: form });
     const data = await response.json().catch(() => ({ error: `the server answered ${response.status}` }));
     if (!response.ok) {
       const flags = (data.flags || []).map((f) => `\n • ${f.name}: ${f.detail}`).join("");
