@@ -80,3 +80,22 @@ def test_results_md_lists_ludb_classes_with_enough_positives():
     assert "| Sinus rhythm | 143 | 71.0 |" in md and "| Atrial fibrillation | 15 | 80.0 |" in md
     assert md.index("Sinus rhythm | 143") < md.index("Atrial fibrillation | 15")  # most frequent first
     assert "Aberrant conduction" not in md and "(2 of 3;" in md
+
+
+def test_a_failed_evaluation_write_leaves_the_earlier_folder_whole(tmp_path, monkeypatch):
+    from melp.eval import zeroshot
+    from melp.train.demo import write_eval
+
+    folder = tmp_path / "eval" / "zeroshot-ptbxl-super"
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text('{"macro_auroc": 0.9}')
+
+    def half_then_fail(out_dir, result):
+        (Path(out_dir) / "results.json").write_text('{"macro_auroc": 0.1}')
+        raise OSError("disk full")
+
+    monkeypatch.setattr(zeroshot, "write_zeroshot", half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_eval(folder, {})
+    assert json.loads((folder / "results.json").read_text()) == {"macro_auroc": 0.9}
+    assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]  # no temporary left behind

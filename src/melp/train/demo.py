@@ -149,7 +149,7 @@ def evaluate(out: Path, model, caches: dict[str, Path], s: dict, real_data: Path
     from melp.data.cache import ECGCache
     from melp.eval.probe import evaluate_probe
     from melp.eval.retrieval import evaluate_retrieval
-    from melp.eval.zeroshot import evaluate_zeroshot, write_zeroshot
+    from melp.eval.zeroshot import evaluate_zeroshot
 
     n_boot = int(s.get("bootstrap", 200))
     ptbxl = ECGCache(caches["ptbxl"])
@@ -161,13 +161,13 @@ def evaluate(out: Path, model, caches: dict[str, Path], s: dict, real_data: Path
         except ValueError as err:  # e.g. a task without any described class in a micro set
             print(f"zero-shot {task}: skipped ({err})")
             continue
-        write_zeroshot(out / "eval" / f"zeroshot-{task}", r)
+        write_eval(out / "eval" / f"zeroshot-{task}", r)
         results["zeroshot"][task] = r["macro_auroc"]
     results["zeroshot"]["macro_auroc"] = results["zeroshot"].get(HEADLINE_TASK)
     cinc = ECGCache(caches["cinc"])
     try:
         r = evaluate_zeroshot(model, cinc, "cinc", n_boot=n_boot)
-        write_zeroshot(out / "eval" / "zeroshot-cinc", r)
+        write_eval(out / "eval" / "zeroshot-cinc", r)
         results["zeroshot"]["cinc"] = r["macro_auroc"]
     except ValueError as err:
         print(f"zero-shot cinc: skipped ({err})")
@@ -191,11 +191,20 @@ def evaluate(out: Path, model, caches: dict[str, Path], s: dict, real_data: Path
 
     if real_data is not None and s.get("ludb", True):
         r = evaluate_zeroshot(model, str(real_data / "ludb"), "ludb", n_boot=n_boot)
-        write_zeroshot(out / "eval" / "zeroshot-ludb", r)
+        write_eval(out / "eval" / "zeroshot-ludb", r)
         results["ludb"] = {"zeroshot_macro_auroc": r["macro_auroc"], "n": r["n"], "root": str(real_data / "ludb"),
                            "per_class": {name: {"auroc": c["auroc"], "n_pos": c["n_pos"]}
                                          for name, c in r["per_class"].items()}}
     return results
+
+
+def write_eval(folder: Path, result: dict) -> None:
+    """One zero-shot result folder, written whole or not at all (a killed run leaves the earlier one)."""
+    from melp.eval.outputs import output_folder
+    from melp.eval.zeroshot import write_zeroshot
+
+    with output_folder(folder) as tmp:
+        write_zeroshot(tmp, result)
 
 
 def chance_recall(reports: list[str], k: int = 10) -> float:
@@ -224,12 +233,16 @@ def chance_recall(reports: list[str], k: int = 10) -> float:
 
 def run(args: argparse.Namespace) -> int:
     import melp
+    from melp.atomic import atomic_write
     from melp.eval.outputs import write_json
     from melp.train.pretrain import model_config
 
     s = demo_settings(args.quick, args.overrides)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if (out / "results.json").is_file():  # an unfinished run must not leave the earlier run's summary
+        print(f"{out}: replacing the results of an earlier run")
+        (out / "results.json").unlink()
     steps = Steps()
     train_cfg = stage2_config(out, s, args.seed)
     preprocess = model_config(train_cfg).preprocess  # the caches are built as the model will read
@@ -248,9 +261,10 @@ def run(args: argparse.Namespace) -> int:
     steps.run("plots", demo_report.plots, out, run_dir, model, caches)
     results.update(elapsed_seconds=round(steps.elapsed, 1), model_dir=str(model_dir.resolve()),
                    step_seconds=steps.times, settings=s, quick=bool(args.quick))
-    write_json(out / "results.json", results)  # NaN (an undefined AUROC) becomes null
     table = demo_report.summary_markdown(results)
-    (out / "results.md").write_text(table)
+    atomic_write(out / "results.md", lambda tmp: tmp.write_text(table))
+    # last, and whole: its presence says the run finished (NaN, an undefined AUROC, becomes null)
+    atomic_write(out / "results.json", lambda tmp: write_json(tmp, results))
     print("\n" + table)
     print(f"results in {out}/results.json, results.md and plots/")
     return 0
