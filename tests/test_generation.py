@@ -70,13 +70,11 @@ def test_text_encoder_cache_gives_the_same_search_as_re_encoding(model):
 def test_generation_never_writes_placeholder_or_special_tokens(model, monkeypatch):
     """A decoder that prefers BERT's [unusedN] placeholders (as a barely trained one can) still
     writes only real tokens, and ends reports with [SEP]."""
-    from melp.models.generation import never_generated_ids
-
     enc = model.text_encoder
     vocab = enc.tokenizer.get_vocab()
     placeholders = [i for t, i in vocab.items() if t.startswith("[unused")]
-    assert placeholders and set(placeholders) <= set(never_generated_ids(enc))
-    assert enc.end_id not in never_generated_ids(enc)
+    assert placeholders and set(placeholders) <= set(enc.never_generated_ids)
+    assert enc.end_id not in enc.never_generated_ids
     real = enc.tokenizer.convert_tokens_to_ids("sinus")
     bias = torch.full((model.decoder.vocab.out_features,), -5.0)
     bias[placeholders] = 50.0  # the placeholders win every step, then 'sinus'

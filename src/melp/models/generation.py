@@ -11,23 +11,13 @@ import torch
 from torch import Tensor
 
 
-def never_generated_ids(enc) -> list[int]:
-    """Token ids a report never contains: [BOS], [PAD], [MASK], [CLS] and BERT's placeholder
-    ``[unusedN]`` entries (a barely trained decoder otherwise writes them into reports). [SEP],
-    which ends a report, and [UNK] stay."""
-    tok = enc.tokenizer
-    placeholders = [i for token, i in tok.get_vocab().items() if token.startswith("[unused")]
-    ids = {enc.bos_id, enc.pad_id, tok.mask_token_id, tok.cls_token_id, *placeholders}
-    return sorted(i for i in ids if i is not None and i != enc.end_id)
-
-
 class _Stepper:
     """Feeds a growing batch of prefixes through text encoder + decoder, one new token at a time."""
 
     def __init__(self, model, ecg_tokens: Tensor, use_cache: bool = True):
         self.model, self.ecg_tokens, self.use_cache = model, ecg_tokens, use_cache
         self.state, self.text_cache = {}, None
-        self.banned = never_generated_ids(model.text_encoder)
+        self.banned = model.text_encoder.never_generated_ids
 
     def log_probs(self, seq: Tensor) -> Tensor:
         """(R, t) prefixes -> (R, V) log-probabilities of the next token. Every call after the first

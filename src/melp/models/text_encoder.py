@@ -10,6 +10,7 @@ token remembers its sentence (special tokens belong to none), for the beat-level
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import inspect
 import warnings
@@ -147,6 +148,17 @@ class TextEncoder(nn.Module):
             frozen.append(self.model.embeddings)
         for module in frozen:
             module.requires_grad_(False)
+
+    @functools.cached_property
+    def never_generated_ids(self) -> list[int]:
+        """Token ids a report never contains, banned in generation: [BOS], [PAD], [MASK], [CLS] and
+        BERT's placeholder ``[unusedN]`` entries (a barely trained decoder otherwise writes them into
+        reports). [SEP], which ends a report, and [UNK] stay. Computed once: reading the vocabulary
+        takes about 10 ms, on every generation call otherwise."""
+        tok = self.tokenizer
+        placeholders = [i for token, i in tok.get_vocab().items() if token.startswith("[unused")]
+        ids = {self.bos_id, self.pad_id, tok.mask_token_id, tok.cls_token_id, *placeholders}
+        return sorted(i for i in ids if i is not None and i != self.end_id)
 
     @property
     def hidden_size(self) -> int:
