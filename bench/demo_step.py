@@ -10,7 +10,6 @@ round is printed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 from pathlib import Path
@@ -40,6 +39,22 @@ def build(stage2: dict) -> tuple[MELP, torch.optim.Optimizer, bool, int]:
     return model, opt, bf16, model.config.preprocess.n_samples
 
 
+def timed_steps(model, opt, bf16: bool, n: int, steps: int) -> list[float]:
+    """Seconds of ``steps`` training steps (sorted) on one demo-sized batch, after one warm-up step."""
+    batch = load_config("tiny")["data"]["batch_size"]
+    ecg, tokens = torch.rand(batch, 12, n), model.tokenize([REPORTS[i % len(REPORTS)] for i in range(batch)])
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model(ecg, tokens)["loss"]
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - start)
+    return sorted(times[1:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
@@ -49,31 +64,14 @@ def main() -> None:
     shipped = demo_settings(quick=False)["stage2"]
     settings = {"before": {**shipped, **BEFORE}, "shipped": shipped}
     built = {name: build(values) for name, values in settings.items()}
-    batch = load_config("tiny")["data"]["batch_size"]
-    reports = [REPORTS[i % len(REPORTS)] for i in range(batch)]
     for name, (model, _, bf16, n) in built.items():
         print(f"{name}: bf16 autocast {bf16}, {n} samples -> {model.ecg_encoder.n_frames(n)} frames, "
               f"{sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.1f} M trainable")
 
-    def step(model, opt, bf16, n, ecg, tokens) -> None:
-        opt.zero_grad(set_to_none=True)
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-        with autocast:
-            loss = model(ecg, tokens)["loss"]
-        loss.backward()
-        opt.step()
-
     medians = {name: [] for name in built}
     for r in range(args.rounds):
         for name, (model, opt, bf16, n) in built.items():
-            ecg, tokens = torch.rand(batch, 12, n), model.tokenize(reports)
-            step(model, opt, bf16, n, ecg, tokens)  # warm-up
-            times = []
-            for _ in range(args.steps):
-                start = time.perf_counter()
-                step(model, opt, bf16, n, ecg, tokens)
-                times.append(time.perf_counter() - start)
-            times.sort()
+            times = timed_steps(model, opt, bf16, n, args.steps)
             medians[name].append(times[len(times) // 2])
             print(f"round {r + 1} {name:<8} s/step: {' '.join(f'{t:.3f}' for t in times)} (median {medians[name][-1]:.3f})")
     for r, (b, s) in enumerate(zip(medians["before"], medians["shipped"])):

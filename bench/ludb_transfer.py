@@ -73,19 +73,24 @@ COUNTERPARTS = {  # simulated finding -> the LUDB classes it stands for (positiv
     "LAFB": ["Left anterior hemiblock"], "LVH": ["Left ventricular hypertrophy"],
     "LAE": ["Left atrial hypertrophy", "Left atrial overload"],
     "RAE": ["Right atrial overload", "Right atrial hypertrophy"], "ERP": ["Early repolarization syndrome"],
-    "PACE": "pacing", "PAC": "Atrial extrasystole", "PVC": "Ventricular extrasystole",
+}
+GROUPS = {  # simulated finding -> (what its LUDB counterpart is, which LUDB classes belong to it)
+    "PACE": ("any pacing class", lambda name: "pacing" in name.lower() or name.startswith("Pacemaker")
+             or name == "P-synchrony"),
+    "PAC": ("any atrial extrasystole", lambda name: name.startswith("Atrial extrasystole")),
+    "PVC": ("any ventricular extrasystole", lambda name: name.startswith("Ventricular extrasystole")),
 }
 
 
-def counterpart_labels(labels: list[list[str]], finding: str) -> tuple[np.ndarray, str | None]:
-    """LUDB labels of a simulated finding's counterpart, and its one class name (None: a group)."""
-    spec = COUNTERPARTS[finding]
-    if isinstance(spec, str):  # a group: every class under that heading
-        hit = [any(name.startswith(spec) or (spec == "pacing" and ("pacing" in name.lower() or "Pacemaker" in name
-                                                                     or name == "P-synchrony")) for name in row)
-               for row in labels]
-        return np.array(hit), None
-    return np.array([any(name in row for name in spec) for row in labels]), spec[0] if len(spec) == 1 else None
+def counterpart_labels(labels: list[list[str]], finding: str) -> tuple[np.ndarray, str | None, str]:
+    """LUDB labels of a simulated finding's counterpart, its one class name (None: several), and
+    what to call it in the table."""
+    if finding in GROUPS:
+        label, member = GROUPS[finding]
+        return np.array([any(map(member, row)) for row in labels]), None, label
+    names = COUNTERPARTS[finding]
+    return (np.array([any(name in row for name in names) for row in labels]),
+            names[0] if len(names) == 1 else None, " or ".join(names))
 
 
 def per_finding_table(model, ludb_root: Path, real: np.ndarray, sim: np.ndarray, findings: np.ndarray) -> None:
@@ -99,14 +104,14 @@ def per_finding_table(model, ludb_root: Path, real: np.ndarray, sim: np.ndarray,
     table, _, _ = load_table(ludb_root)
     table = table.set_index(table["record_id"].astype(int)).loc[range(1, len(real) + 1)]  # ludb.csv order
     labels = list(table["labels_ludb"])
-    names = [spec[0] for spec in COUNTERPARTS.values() if isinstance(spec, list) and len(spec) == 1]
+    names = [spec[0] for spec in COUNTERPARTS.values() if len(spec) == 1]
     describe, _ = descriptions_for("ludb", names)
     class_emb = dict(zip(describe, class_text_embeddings(model, describe)))  # as `melp zeroshot` embeds them
     half = len(sim) // 2
     print(f"\n{'finding':<7} {'LUDB class':<46} {'pos':>4} {'zero-shot':>9} {'probe LUDB':>10} {'probe sim':>9}")
     rows = []
-    for finding in COUNTERPARTS:
-        y_real, name = counterpart_labels(labels, finding)
+    for finding in [*COUNTERPARTS, *GROUPS]:
+        y_real, name, label = counterpart_labels(labels, finding)
         y_sim = findings[:, INDEX[finding]].astype(bool)
         if y_real.sum() == 0 or y_sim[:half].sum() == 0:
             continue
@@ -114,8 +119,6 @@ def per_finding_table(model, ludb_root: Path, real: np.ndarray, sim: np.ndarray,
         zs = auroc(y_real, real @ class_emb[name]) if name else np.nan
         row = (zs, auroc(y_real, probe.decision_function(real)), auroc(y_sim[half:], probe.decision_function(sim[half:])))
         rows.append(row)
-        spec = COUNTERPARTS[finding]
-        label = name or (" or ".join(spec) if isinstance(spec, list) else f"any '{spec}' class")
         print(f"{finding:<7} {label[:46]:<46} {int(y_real.sum()):>4} "
               + " ".join(f"{v * 100:{w}.1f}" if not np.isnan(v) else f"{'-':>{w}}" for v, w in zip(row, (9, 10, 9))))
     zs, pl, ps = np.array(rows).T

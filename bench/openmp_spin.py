@@ -14,7 +14,6 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 SETTINGS = {  # name -> environment
@@ -25,27 +24,12 @@ SETTINGS = {  # name -> environment
 
 
 def child(steps: int) -> None:
-    import torch
-
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import REPORTS
-    from demo_step import build
+    from demo_step import build, timed_steps
 
     from melp.train.demo import demo_settings
 
-    model, opt, bf16, n = build(demo_settings(quick=False)["stage2"])
-    reports = [REPORTS[i % len(REPORTS)] for i in range(32)]
-    ecg, tokens = torch.rand(32, 12, n), model.tokenize(reports)
-    times = []
-    for _ in range(steps + 1):
-        start = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model(ecg, tokens)["loss"]
-        loss.backward()
-        opt.step()
-        times.append(time.perf_counter() - start)
-    times = sorted(times[1:])
+    times = timed_steps(*build(demo_settings(quick=False)["stage2"]), steps)
     print(f"{times[len(times) // 2]:.3f}")
 
 
