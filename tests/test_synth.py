@@ -104,7 +104,9 @@ def test_reports_name_each_finding_with_paraphrases(batch):
         rhythm = [n for n in names if n in RHYTHMS]
         # the rhythm comes first, possibly with one conduction/ectopy finding folded in
         if body[0] not in entries[rhythm[0]]["statements"]:
-            first = [s for s in entries[rhythm[0]]["statements"] if body[0].startswith(s + " with ")]
+            # the longest match: a rhythm statement may itself hold "with"
+            first = sorted((s for s in entries[rhythm[0]]["statements"] if body[0].startswith(s + " with ")),
+                           key=len, reverse=True)
             assert first, f"{body[0]!r} does not start with a statement of {rhythm[0]}"
             joined = body[0][len(first[0]) + len(" with "):]
             body[0:1] = [first[0], joined[0].upper() + joined[1:]]
