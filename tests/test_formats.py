@@ -369,6 +369,22 @@ def test_dicom_in_millivolts(tmp_path, synthetic):
     assert_close(record, signal, 2.5e-3)
 
 
+@pytest.mark.parametrize("implicit_vr", [True, False])
+def test_dicom_without_preamble(tmp_path, synthetic, implicit_vr):
+    """Some archives write the bare data set: no 128-byte preamble, no DICM, no file meta."""
+    import pydicom
+
+    signal, fs = synthetic
+    data_set = pydicom.Dataset(pydicom.dcmread(write_dicom(tmp_path / "full.dcm", signal, fs)))  # no file meta
+    bare = tmp_path / "bare"  # no extension either, as PACS exports often are
+    pydicom.dcmwrite(bare, data_set, implicit_vr=implicit_vr, little_endian=True, enforce_file_format=False)
+    head = bare.read_bytes()[:132]
+    assert head[128:132] != b"DICM" and head[:2] == b"\x08\x00"
+    record = read_record(bare)
+    assert_close(record, signal, 2.5e-3)
+    assert record.meta["statements"] == STATEMENTS
+
+
 def test_edf_matches_source(tmp_path, source):
     signal, fs = source
     labels = [("EKG " if k % 2 else "ECG ") + lead for k, lead in enumerate(CANONICAL_LEADS)]

@@ -1,7 +1,8 @@
 """Recognise a file's format from its first bytes, not its name.
 
 Hospital systems export files with arbitrary or missing extensions (``.txt``, ``.dat``, none), so
-the format is taken from the content: ``DICM`` at byte 128 (DICOM), the fixed EDF header, the
+the format is taken from the content: ``DICM`` at byte 128 (DICOM; a DICOM data set written without
+that preamble by its first element tag), the fixed EDF header, the
 SCP-ECG section-0 marker, the root element of an XML file, or a text table whose header row names
 leads. Only WFDB, CPSC ``.mat`` and SPH/CODE-15 HDF5 are still recognised by their names, by
 ``read_record`` itself, when nothing here matches.
@@ -60,6 +61,24 @@ def _is_edf(head: bytes) -> bool:
     return n_signals > 0 and header_bytes == 256 * (n_signals + 1)
 
 
+# value representations a DICOM element may carry (PS3.5 6.2): an explicit-VR data set's first element
+_DICOM_VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"OB", b"OD",
+              b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM", b"UC",
+              b"UI", b"UL", b"UN", b"UR", b"US", b"UT", b"UV"}
+
+
+def _is_raw_dicom(head: bytes) -> bool:
+    """A DICOM data set without the 128-byte preamble and ``DICM`` (as some archives and PACS exports
+    write it): it starts with a little-endian tag of group 0002 (file meta) or 0008 (identification),
+    then an explicit VR, or an implicit-VR value length that fits in the first bytes."""
+    if len(head) < 8 or head[:2] not in (b"\x02\x00", b"\x08\x00"):
+        return False
+    if head[4:6] in _DICOM_VRS:
+        return True
+    length = int.from_bytes(head[4:8], "little")
+    return 0 < length <= 256 and length % 2 == 0
+
+
 def _xml_root(text: str) -> str | None:
     """The root element's local name of an XML document's first characters, or None."""
     body = text[_XML_PROLOGUE.match(text).end():]
@@ -105,6 +124,8 @@ def detect(path) -> str | None:
                                 "(see docs/formats.md); convert it to another format first")
     if suffix in LEGACY_SUFFIXES:
         return None
+    if _is_raw_dicom(head):
+        return "dicom"
     text = _decode(head)
     if text is not None:
         stripped = text.lstrip()

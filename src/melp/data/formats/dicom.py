@@ -61,8 +61,10 @@ def read_dicom(path, *, allow_missing_leads: bool = False, strict: bool = False)
     import pydicom
 
     path = Path(path)
+    with open(path, "rb") as f:
+        marked = f.read(132)[128:132] == b"DICM"
     try:
-        ds = pydicom.dcmread(path)
+        ds = pydicom.dcmread(path, force=not marked)  # force: a data set written without the preamble
     except Exception as err:  # pydicom raises InvalidDicomError, EOFError, struct.error... on damage
         raise RecordError(path, f"cannot read DICOM ({type(err).__name__}: {err})") from None
     try:
