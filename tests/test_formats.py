@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import gzip
 import xml.etree.ElementTree as ET
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -87,13 +88,13 @@ def write_muse(path, signal_mv, fs, leads=CANONICAL_LEADS, uv_per_bit=4.88, unit
         ET.SubElement(wave, "SampleBase").text = f"{fs:g}"
         ET.SubElement(wave, "SampleExponent").text = "0"
         for lead in leads:
-            data = quantise(signal_mv[CANONICAL_LEADS.index(lead), :n] * 1000, uv_per_bit)
+            data = quantise(signal_mv[CANONICAL_LEADS.index(lead), :n] * 1000, uv_per_bit).astype("<i2").tobytes()
             lead_data = ET.SubElement(wave, "LeadData")
             for tag, text in (("LeadByteCountTotal", str(2 * n)), ("LeadSampleCountTotal", str(n)),
                               ("LeadAmplitudeUnitsPerBit", str(uv_per_bit)), ("LeadAmplitudeUnits", units),
-                              ("LeadID", lead), ("LeadSampleSize", "2")):
+                              ("LeadID", lead), ("LeadSampleSize", "2"), ("LeadDataCRC32", str(zlib.crc32(data)))):
                 ET.SubElement(lead_data, tag).text = text
-            ET.SubElement(lead_data, "WaveFormData").text = base64.encodebytes(data.astype("<i2").tobytes()).decode()
+            ET.SubElement(lead_data, "WaveFormData").text = base64.encodebytes(data).decode()
     body = ET.tostring(root, encoding="unicode")
     prologue = '<?xml version="1.0" encoding="ISO-8859-1"?>\n'
     if doctype:
@@ -528,6 +529,17 @@ def test_damaged_muse_files(tmp_path, synthetic):
     cut_at = text[start:end].replace("\n", "")[:1000]
     shorter.write_text(text[:start] + cut_at + text[end:], encoding="latin-1")
     assert "LeadSampleCountTotal says" in _error(shorter)
+    # one sample changed, length intact: only the lead's CRC-32 tells
+    payload = bytearray(base64.b64decode(text[start:end]))
+    payload[100] ^= 0x10
+    flipped = tmp_path / "flipped.xml"
+    flipped.write_text(text[:start] + base64.b64encode(payload).decode() + text[end:], encoding="latin-1")
+    assert "lead I: the waveform data fails its CRC-32 check" in _error(flipped)
+    # a CRC stored as a signed 32-bit number is the same CRC
+    crc = int(text[text.rindex("<LeadDataCRC32>", 0, start) + 15 : text.rindex("</LeadDataCRC32>", 0, start)])
+    signed = tmp_path / "signed.xml"
+    signed.write_text(text.replace(f"<LeadDataCRC32>{crc}<", f"<LeadDataCRC32>{crc - 2**32}<"), encoding="latin-1")
+    assert_close(read_record(signed), signal, 5e-3)
     # a lead missing
     missing = write_muse(tmp_path / "seven.xml", signal, fs, leads=EIGHT[:-1])
     assert "missing leads ['V6']" in _error(missing)

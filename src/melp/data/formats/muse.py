@@ -1,7 +1,8 @@
 """GE MUSE XML (``<RestingECG>``), the export of GE's MUSE ECG management system.
 
 Waveforms: ``Waveform`` blocks (``WaveformType`` Rhythm, preferred, or Median), each with
-``LeadData`` per lead: ``LeadID``, ``WaveFormData`` (base64 little-endian int16),
+``LeadData`` per lead: ``LeadID``, ``WaveFormData`` (base64 little-endian int16, checked against
+``LeadDataCRC32``, the CRC-32 of the decoded bytes, where present),
 ``LeadAmplitudeUnitsPerBit`` and ``LeadAmplitudeUnits`` (MICROVOLTS), ``LeadSampleCountTotal``;
 rate ``SampleBase`` x 10^``SampleExponent``. MUSE usually stores the 8 independent leads
 (I, II, V1-V6): III, aVR, aVL, aVF are then computed. Statements: the ``Diagnosis`` block (the
@@ -14,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +85,10 @@ def _lead(path, lead) -> tuple[str, np.ndarray]:
     if declared is not None and declared.isdigit() and int(declared) != samples.size:
         raise RecordError(path, f"{where}: LeadSampleCountTotal says {declared} samples, "
                                 f"<WaveFormData> holds {samples.size}; truncated?")
+    crc = (_text(lead, "LeadDataCRC32") or "").strip()
+    if re.fullmatch(r"-?\d+", crc) and int(crc) % 2**32 != zlib.crc32(data):  # some writers store it signed
+        raise RecordError(path, f"{where}: the waveform data fails its CRC-32 check (LeadDataCRC32 {crc}, "
+                                f"computed {zlib.crc32(data)}): the file is damaged")
     per_bit = _number(path, lead, "LeadAmplitudeUnitsPerBit", where)
     factor = unit_factor(path, _text(lead, "LeadAmplitudeUnits", "") or "")
     return lead_label(name), samples.astype(np.float64) * (per_bit * factor)
