@@ -105,11 +105,11 @@ def test_reports_name_each_finding_with_paraphrases(batch):
         # the rhythm comes first, possibly with one conduction/ectopy finding folded in
         if body[0] not in entries[rhythm[0]]["statements"]:
             # the longest match: a rhythm statement may itself hold "with"
-            first = sorted((s for s in entries[rhythm[0]]["statements"] if body[0].startswith(s + " with ")),
-                           key=len, reverse=True)
+            first = max((s for s in entries[rhythm[0]]["statements"] if body[0].startswith(s + " with ")),
+                        key=len, default=None)
             assert first, f"{body[0]!r} does not start with a statement of {rhythm[0]}"
-            joined = body[0][len(first[0]) + len(" with "):]
-            body[0:1] = [first[0], joined[0].upper() + joined[1:]]
+            joined = body[0][len(first) + len(" with "):]
+            body[0:1] = [first, joined[0].upper() + joined[1:]]
             folded += 1
         others = [n for n in names if n not in RHYTHMS and n != "NORM"]
         assert len(body) == 1 + len(others)

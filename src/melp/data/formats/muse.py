@@ -86,9 +86,9 @@ def _lead(path, lead) -> tuple[str, np.ndarray]:
         raise RecordError(path, f"{where}: LeadSampleCountTotal says {declared} samples, "
                                 f"<WaveFormData> holds {samples.size}; truncated?")
     crc = (_text(lead, "LeadDataCRC32") or "").strip()
-    if re.fullmatch(r"-?\d+", crc) and int(crc) % 2**32 != zlib.crc32(data):  # some writers store it signed
+    if re.fullmatch(r"-?\d+", crc) and int(crc) % 2**32 != (computed := zlib.crc32(data)):  # may be stored signed
         raise RecordError(path, f"{where}: the waveform data fails its CRC-32 check (LeadDataCRC32 {crc}, "
-                                f"computed {zlib.crc32(data)}): the file is damaged")
+                                f"computed {computed}): the file is damaged")
     per_bit = _number(path, lead, "LeadAmplitudeUnitsPerBit", where)
     factor = unit_factor(path, _text(lead, "LeadAmplitudeUnits", "") or "")
     return lead_label(name), samples.astype(np.float64) * (per_bit * factor)
