@@ -6,8 +6,10 @@ tensors (bench/authors_reference.py, run with the reference environment of share
 ``--reference`` names it), fp32 and bf16 autocast. Each round runs the authors, then melp; the
 figures of every round are printed, then their medians and the ratios. Also prints the smallest
 cosine between melp's bf16 and fp32 embeddings of the same records, and the in-run fp32 matmul rate.
+``--compile`` adds melp with ``compile=True`` in both precisions (their own model copies, compiled in
+the warm-up call of each batch size, so the timed calls run compiled graphs).
 
-    python bench/embed.py [--reference /tmp/refbench] [--batches 1 16 256] [--rounds 2]
+    python bench/embed.py [--reference /tmp/refbench] [--batches 1 16 256] [--rounds 2] [--compile]
 """
 from __future__ import annotations
 
@@ -43,8 +45,9 @@ def authors(reference: str, python: str, batches: list[int], min_ecgs: int, bf16
     return {int(b): r for b, r in json.loads(line[7:])["ecg_per_s"].items()}
 
 
-def ours(model: MELP, raw: np.ndarray, batches: list[int], min_ecgs: int, precision: str) -> dict[int, float]:
-    model.set_precision(precision)
+def ours(model: MELP, raw: np.ndarray, batches: list[int], min_ecgs: int, precision: str,
+         compile: bool = False) -> dict[int, float]:
+    model.set_precision(precision, compile)
     rates = {}
     for b in batches:
         n = max(b, min_ecgs)
@@ -63,6 +66,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 256])
     parser.add_argument("--min-ecgs", type=int, default=16, help="ECGs timed per batch size, at least")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="also time melp with compile=True")
     args = parser.parse_args()
     python = args.reference_python or (str(Path(args.reference) / "venv/bin/python") if args.reference else None)
 
@@ -71,10 +75,16 @@ def main() -> None:
         config = MELPConfig.from_preset("paper")
         config.text.source = str(build_random_text_model(tmp, hidden_size=768, layers=12, heads=12))
         model = MELP(config).eval()
+        # compiled variants on their own copies: switching one model's setting would recompile every round
+        copies = {}
+        for precision in ["fp32", "bf16"] if args.compile else []:
+            copies[f"melp {precision} compiled"] = twin = MELP(config).eval()
+            twin.load_state_dict(model.state_dict())
+            twin.set_precision(precision, compile=True)
     raw = simulate(max(max(args.batches), args.min_ecgs), seed=0).signals.astype(np.float32)  # (N, 12, 5000) mV
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; paper model; raw records {raw.shape}")
 
-    columns = (["authors fp32", "authors bf16"] if args.reference else []) + ["melp fp32", "melp bf16"]
+    columns = (["authors fp32", "authors bf16"] if args.reference else []) + ["melp fp32", "melp bf16"] + list(copies)
     rounds = []
     for r in range(args.rounds):
         load, peak = os.getloadavg()[0], matmul_gflops()
@@ -84,11 +94,13 @@ def main() -> None:
             row["authors bf16"] = authors(args.reference, python, args.batches, args.min_ecgs, bf16=True)
         row["melp fp32"] = ours(model, raw, args.batches, args.min_ecgs, "fp32")
         row["melp bf16"] = ours(model, raw, args.batches, args.min_ecgs, "bf16")
+        for name, twin in copies.items():
+            row[name] = ours(twin, raw, args.batches, args.min_ecgs, twin.precision, compile=True)
         rounds.append(row)
         print(f"\nround {r + 1} (load average {load:.2f}, fp32 matmul {peak:.0f} GFLOP/s), ECG/s:")
-        print("  batch  " + "".join(f"{c:>14}" for c in columns))
+        print("  batch  " + "".join(f"{c:>20}" for c in columns))
         for b in args.batches:
-            print(f"  {b:5d}  " + "".join(f"{row[c][b]:14.2f}" for c in columns))
+            print(f"  {b:5d}  " + "".join(f"{row[c][b]:20.2f}" for c in columns))
 
     median = {c: {b: float(np.median([row[c][b] for row in rounds])) for b in args.batches} for c in columns}
     print(f"\nmedian of {args.rounds} rounds, ECG/s" + (" and melp's speed-up over the authors:" if args.reference else ":"))
@@ -98,12 +110,17 @@ def main() -> None:
             line += (f" | melp bf16 / authors fp32 {median['melp bf16'][b] / median['authors fp32'][b]:.2f}x, "
                      f"/ authors bf16 {median['melp bf16'][b] / median['authors bf16'][b]:.2f}x, "
                      f"melp fp32 / authors fp32 {median['melp fp32'][b] / median['authors fp32'][b]:.2f}x")
+            for name in copies:
+                line += f", {name} / authors fp32 {median[name][b] / median['authors fp32'][b]:.2f}x"
         print(line)
     model.set_precision("fp32")
     fp32 = model.embed_ecg(raw, fs=500)
     bf16 = model.set_precision("bf16").embed_ecg(raw, fs=500)
     print(f"smallest cosine between melp's bf16 and fp32 embeddings of the {len(raw)} records: "
           f"{float((fp32 * bf16).sum(1).min()):.5f}")
+    for name, twin in copies.items():
+        print(f"smallest cosine between {name} and fp32 embeddings: "
+              f"{float((fp32 * twin.embed_ecg(raw, fs=500)).sum(1).min()):.5f}")
 
 
 if __name__ == "__main__":

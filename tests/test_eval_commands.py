@@ -45,7 +45,7 @@ def reuse_model(model, monkeypatch):
     tests); this keeps the suite fast."""
     import melp.eval.embed
 
-    monkeypatch.setattr(melp.eval.embed, "load_model", lambda path, needs_text=None, precision="fp32": model.set_precision(precision))
+    monkeypatch.setattr(melp.eval.embed, "load_model", lambda path, needs_text=None, precision="fp32", compile=False: model.set_precision(precision, compile))
     return model
 
 

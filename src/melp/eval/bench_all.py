@@ -177,7 +177,7 @@ def run(args) -> int:
 
     config = load_config(args.config)
     outputs.check_output(args.out)
-    model = load_model(args.model, precision=args.precision)
+    model = load_model(args.model, precision=args.precision, compile=args.compile)
     with outputs.output_folder(args.out) as out:
         run_bench(model, config, out)
     print((Path(args.out) / "results.md").read_text())

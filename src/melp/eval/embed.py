@@ -8,15 +8,15 @@ from tqdm.auto import tqdm
 # their parsers, and `melp COMMAND --help` must not load torch.
 
 
-def load_model(model_dir: str, needs_text: str | None = None, precision: str = "fp32"):
+def load_model(model_dir: str, needs_text: str | None = None, precision: str = "fp32", compile: bool = False):
     """``melp.load`` in evaluation mode on CPU/GPU as available. ``needs_text``: the command's name
     when it needs the text tower (an ECG-only model then stops it before any work, with the CLI's
-    one-line error). ``precision``: of the ECG embeddings (``MELP.set_precision``)."""
+    one-line error). ``precision``, ``compile``: of the ECG embeddings (``MELP.set_precision``)."""
     import torch
 
     import melp
 
-    model = melp.load(model_dir, precision=precision)
+    model = melp.load(model_dir, precision=precision, compile=compile)
     if needs_text:
         model.require_text(f"{needs_text} with {model_dir}")
     model.eval()

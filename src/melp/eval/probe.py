@@ -221,7 +221,7 @@ def run(args) -> int:
     from melp.eval.embed import load_model
 
     outputs.check_output(args.out)
-    model = load_model(args.model, precision=args.precision)
+    model = load_model(args.model, precision=args.precision, compile=args.compile)
     data = load_eval_set(args.root, args.dataset, model.config.preprocess, n=args.n, seed=args.seed,
                          allow_missing_leads=args.allow_missing_leads)
     result = evaluate_probe(model, data, args.dataset, args.fraction, args.seeds, epochs=args.epochs,

@@ -100,7 +100,7 @@ def run(args) -> int:
     from melp.eval.embed import load_model
 
     outputs.check_output(args.out)
-    model = load_model(args.model, needs_text="retrieve", precision=args.precision)
+    model = load_model(args.model, needs_text="retrieve", precision=args.precision, compile=args.compile)
     result = evaluate_retrieval(model, args.root, args.split, args.max_pairs, args.seed)
     result["model"] = str(args.model)
     with outputs.output_folder(args.out) as out:

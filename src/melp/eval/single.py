@@ -97,7 +97,7 @@ def add_force(parser) -> None:
 def run(args) -> int:
     from melp.eval.embed import load_model
 
-    model = load_model(args.model, needs_text="classify", precision=args.precision)
+    model = load_model(args.model, needs_text="classify", precision=args.precision, compile=args.compile)
     windows, record = record_windows(args.file, model.config.preprocess, args.force, args.fs)
     ranked = classify_windows(model, windows, args.labels)
     seconds = model.config.preprocess.seconds
