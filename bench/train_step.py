@@ -8,7 +8,11 @@ the figures of every round are printed, then the medians and the ratio. melp's f
 as a fraction of the matmul rate of its precision measured right before each step (a
 machine-independent figure: how close to this CPU's matmul speed the whole step runs).
 
-    python bench/train_step.py [--reference /tmp/refbench] [--precisions fp32 bf16] [--steps 3] [--rounds 2]
+``--compile`` also times a second copy of melp's model whose ECG encoder is compiled as
+``trainer.compile_ecg_encoder: true`` compiles it (``torch.compile``, static shapes; compiled during
+its warm-up step).
+
+    python bench/train_step.py [--reference /tmp/refbench] [--precisions fp32 bf16] [--steps 3] [--rounds 2] [--compile]
 """
 from __future__ import annotations
 
@@ -50,18 +54,20 @@ def authors_step(reference: str, python: str, batch: int, steps: int, precision:
 class OurStep:
     """The paper model, its AdamW (fused: one kernel over all parameters) and a fixed batch."""
 
-    def __init__(self, batch: int):
+    def __init__(self, batch: int, compile: bool = False):
         torch.manual_seed(0)
         with tempfile.TemporaryDirectory() as tmp:
             config = MELPConfig.from_preset("paper")
             config.text.source = str(build_random_text_model(tmp, hidden_size=768, layers=12, heads=12))
             self.model = MELP(config).train()
+        if compile:
+            self.model.ecg_encoder.compile(dynamic=False)  # as pretrain does for trainer.compile_ecg_encoder
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(trainable, lr=2e-4, betas=(0.9, 0.95), weight_decay=0.2, fused=True)
         self.ecg = torch.rand(batch, 12, config.preprocess.n_samples)
         self.tokens = self.model.tokenize([REPORTS[i % len(REPORTS)] for i in range(batch)])
         self.flops: dict[str, float] = {}
-        print(f"melp paper model: {sum(p.numel() for p in self.model.parameters()) / 1e6:.1f} M parameters, "
+        print(f"melp paper model{' (ECG encoder compiled)' if compile else ''}: {sum(p.numel() for p in self.model.parameters()) / 1e6:.1f} M parameters, "
               f"{sum(p.numel() for p in trainable) / 1e6:.1f} M trainable; batch {batch}, reports padded to "
               f"{self.tokens['input_ids'].shape[1]} tokens")
 
@@ -102,13 +108,18 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement (after one warm-up)")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="also time melp with its ECG encoder compiled")
     args = parser.parse_args()
     python = args.reference_python or (str(Path(args.reference) / "venv/bin/python") if args.reference else None)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32 matmul {matmul_gflops():.0f} "
           f"GFLOP/s, bf16 matmul {matmul_gflops(torch.bfloat16):.0f} GFLOP/s")
-    ours = OurStep(args.batch)
+    variants = {"melp": OurStep(args.batch)}
+    if args.compile:
+        variants["melp compiled"] = OurStep(args.batch, compile=True)
+        variants["melp compiled"].flops = variants["melp"].flops  # same FLOPs: counted on the eager model
 
-    results = {p: {"authors": [], "melp": [], "fraction": []} for p in args.precisions}
+    results = {p: {"authors": [], **{name: [] for name in variants}, **{f"{name} fraction": [] for name in variants}}
+               for p in args.precisions}
     for r in range(args.rounds):
         for precision in args.precisions:
             load = os.getloadavg()[0]
@@ -117,25 +128,29 @@ def main() -> None:
             if args.reference:
                 theirs = authors_step(args.reference, python, args.batch, args.steps, precision)
                 res["authors"].append(float(np.median(theirs)))
-                line += f"authors {', '.join(f'{t:.2f}' for t in theirs)} s | "
-            times, fractions = ours.time(precision, args.steps)
-            res["melp"].append(float(np.median(times)))
-            res["fraction"].append(float(np.median(fractions)))
-            line += f"melp {', '.join(f'{t:.2f}' for t in times)} s ({res['fraction'][-1]:.2f} x the {precision} matmul rate)"
-            if args.reference:
-                line += f" | ratio {res['authors'][-1] / res['melp'][-1]:.2f}x"
+                line += f"authors {', '.join(f'{t:.2f}' for t in theirs)} s"
+            for name, ours in variants.items():
+                times, fractions = ours.time(precision, args.steps)
+                res[name].append(float(np.median(times)))
+                res[f"{name} fraction"].append(float(np.median(fractions)))
+                line += (f" | {name} {', '.join(f'{t:.2f}' for t in times)} s "
+                         f"({res[f'{name} fraction'][-1]:.2f} x the {precision} matmul rate)")
+                if args.reference:
+                    line += f", ratio {res['authors'][-1] / res[name][-1]:.2f}x"
             print(line, flush=True)
 
     print()
     for precision, res in results.items():
-        melp_s = float(np.median(res["melp"]))
-        line = (f"train step, {precision}: melp {melp_s:.2f} s/step (median of {args.rounds} rounds), "
-                f"{ours.flops[precision] / 1e12:.2f} TFLOP/step = {np.median(res['fraction']):.2f} x the {precision} matmul rate")
-        if args.reference:
-            authors_s = float(np.median(res["authors"]))
-            line += (f"; authors {authors_s:.2f} s/step; melp is {authors_s / melp_s:.2f}x faster "
-                     f"(per round: {', '.join(f'{a / m:.2f}x' for a, m in zip(res['authors'], res['melp']))})")
-        print(line)
+        for name, ours in variants.items():
+            melp_s = float(np.median(res[name]))
+            line = (f"train step, {precision}: {name} {melp_s:.2f} s/step (median of {args.rounds} rounds), "
+                    f"{ours.flops[precision] / 1e12:.2f} TFLOP/step = {np.median(res[f'{name} fraction']):.2f} x "
+                    f"the {precision} matmul rate")
+            if args.reference:
+                authors_s = float(np.median(res["authors"]))
+                line += (f"; authors {authors_s:.2f} s/step; {name} is {authors_s / melp_s:.2f}x faster "
+                         f"(per round: {', '.join(f'{a / m:.2f}x' for a, m in zip(res['authors'], res[name]))})")
+            print(line)
 
 
 if __name__ == "__main__":

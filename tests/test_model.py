@@ -340,6 +340,16 @@ def test_compiled_embeddings_match_eager_fp32_and_follow_weight_changes(overfit_
             weight.copy_(saved)
 
 
+def test_compile_without_a_cxx_compiler_says_so(overfit_model, monkeypatch):
+    import melp.models.fast_inference as fast
+
+    model, _ = overfit_model
+    monkeypatch.setattr(fast.shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="needs a C\\+\\+ compiler"):
+        model.set_precision("bf16", compile=True)
+    assert (model.precision, model.compiled) == ("fp32", False)  # unchanged
+
+
 def test_positional_convolution_through_the_fft_equals_the_direct_one():
     """The FFT path (GPUs, fp32 training on CPUs) gives the direct grouped convolution's output and
     gradients to fp32 rounding, for the paper's kernel (128, even: one frame trimmed) and an odd one."""

@@ -149,6 +149,33 @@ def test_pretrain_writes_run_folder_and_loadable_model(micro, tmp_path):
     assert (run_dir / "model_best" / "model.safetensors").is_file()
 
 
+def test_compiled_ecg_encoder_trains_as_the_eager_one(micro, tmp_path, monkeypatch):
+    """trainer.compile_ecg_encoder: the same run (one epoch with validation) gives the eager run's losses
+    and weights to fp32 rounding, under the same checkpoint keys (Module.compile keeps the state dict's
+    names). Inductor's dropout draws from torch's generator here (fallback_random), so that both runs
+    see the same masks; by default it has its own."""
+    import torch._inductor.config
+
+    from melp.train.pretrain import pretrain, read_metrics
+
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
+    cfg, _ = micro
+    states, losses = {}, {}
+    for compiled in (False, True):
+        run = apply_overrides(cfg, [f"output.dir={tmp_path / str(compiled)}", "trainer.max_epochs=1",
+                                    f"trainer.compile_ecg_encoder={str(compiled).lower()}"])
+        run_dir = pretrain(run, progress=False)
+        states[compiled] = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu",
+                                      weights_only=True)["state_dict"]
+        losses[compiled] = read_metrics(run_dir)[["train/loss"]].dropna().to_numpy().ravel()
+    assert len(losses[True]) == len(losses[False]) > 5
+    np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4)
+    eager, compiled = states[False], states[True]
+    assert list(compiled) == list(eager)
+    flat = [torch.cat([s[k].float().flatten() for k in eager if eager[k].is_floating_point()]) for s in (eager, compiled)]
+    assert torch.linalg.vector_norm(flat[1] - flat[0]) < 1e-3 * torch.linalg.vector_norm(flat[0])
+
+
 def _wait_for_file(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
     """Until ``path`` exists with a stable size (the checkpoint write has finished)."""
     end, last = time.time() + timeout, -1

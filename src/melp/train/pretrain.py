@@ -102,6 +102,7 @@ def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Pat
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+    from melp.models.fast_inference import require_compiler
     from melp.train.checkpoints import AtomicCheckpointIO, LastCheckpoint, resume_checkpoint
     from melp.train.datamodule import ECGTextDataModule
     from melp.train.lightning_module import MELPLightning
@@ -117,6 +118,10 @@ def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Pat
 
     model = build_model(cfg)
     model.train()  # Hugging Face loads the text model in eval mode; Lightning keeps modes as it finds them
+    if cfg["trainer"].get("compile_ecg_encoder"):
+        # static shapes (fixed-length windows); the state dict keeps its keys (Module.compile)
+        require_compiler()
+        model.ecg_encoder.compile(dynamic=False)
     data = cfg["data"]
     module = MELPLightning(model, cfg["optim"], lead_mask_prob=float(data.get("lead_mask_prob", 0.0)),
                            seed=seed, config=cfg)
