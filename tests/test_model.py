@@ -314,8 +314,9 @@ def test_bf16_embeddings_match_fp32_and_follow_weight_changes(overfit_model):
 def test_compiled_embeddings_match_eager_fp32_and_follow_weight_changes(overfit_model, precision):
     """compile=True (torch.compile of the inference copy, weights frozen into the graph, batches padded
     to a power of two) gives the eager fp32 embeddings within cosine 0.999 for 3 records in batches of
-    2 (shapes 2 and 1, padded rows dropped), and a weight changed in place is seen by the next call:
-    frozen weights must not outlive the copy they were compiled from."""
+    2 (shapes 2 and 1, padded rows dropped) with no compiling left after ``precompile``, and a weight
+    changed in place is seen by the next call: frozen weights must not outlive the copy they were
+    compiled from."""
     model, x = overfit_model
     signals = x[:3]
 
@@ -326,7 +327,11 @@ def test_compiled_embeddings_match_eager_fp32_and_follow_weight_changes(overfit_
     saved = weight.detach().clone()
     try:
         eager = model.embed_ecg(signals)
-        compiled = model.set_precision(precision, compile=True).embed_ecg(signals, batch_size=2)
+        model.set_precision(precision, compile=True)
+        assert model.precompile(max_batch=2) == [1, 2]
+        frames = torch._dynamo.utils.counters["frames"]["ok"]
+        compiled = model.embed_ecg(signals, batch_size=2)
+        assert torch._dynamo.utils.counters["frames"]["ok"] == frames  # shapes 2 and 1: compiled beforehand
         assert compiled.shape == eager.shape and cosine(compiled, eager).min() >= 0.999
         with torch.no_grad():
             weight.copy_(saved.roll(1, dims=0))

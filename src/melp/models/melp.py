@@ -234,6 +234,20 @@ class MELP(nn.Module):
         feats = torch.zeros(n, feats.shape[1]).index_add_(0, index, feats) / counts
         return {"embedding": F.normalize(emb, dim=-1), "features": feats}
 
+    def precompile(self, max_batch: int = 64) -> list[int]:
+        """With compile on, build now (not at first use: a server's first requests) the graphs of every
+        padded batch shape up to ``max_batch`` (at most 16 ECGs on a CPU). Returns those batch sizes."""
+        if not self.compiled:
+            return []
+        if self.device.type == "cpu":
+            max_batch = min(max_batch, CPU_BATCH)
+        sizes = [1 << i for i in range(max(1, max_batch).bit_length())]
+        pre = self.config.preprocess
+        noise = np.random.default_rng(0).normal(scale=0.1, size=(sizes[-1], self.config.ecg.in_channels, pre.n_samples))
+        for size in sizes:
+            self.embed_ecg(noise[:size].astype(np.float32), fs=pre.fs, batch_size=size)
+        return sizes
+
     def embed_ecg(self, x, fs: float = 500, batch_size: int = 64) -> np.ndarray:
         """Raw (N, 12, T) mV, canonical leads, any rate and length -> (N, D) L2-normalised embeddings."""
         return self._encode_raw(x, fs, batch_size)["embedding"].numpy()

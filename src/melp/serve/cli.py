@@ -43,6 +43,9 @@ def run(args) -> int:
     if args.max_upload_mb <= 0:
         raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
     model = load_model(args.model, needs_text="serve", precision=args.precision, compile=args.compile)
+    if args.compile:
+        print("melp serve: compiling the ECG encoder for every batch shape (10-30 s each) ...", flush=True)
+        print(f"melp serve: compiled for batches of {', '.join(map(str, model.precompile()))} ECG windows", flush=True)
     app = create_app(model, model_dir=args.model, max_upload_mb=args.max_upload_mb,
                      batching=not args.no_batching, wait_ms=args.wait_ms)
     if not _is_loopback(args.host):
