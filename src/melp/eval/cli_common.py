@@ -13,7 +13,7 @@ def add_precision(parser: argparse.ArgumentParser) -> None:
                         help="ECG embedding precision: bf16 is several times faster on GPUs and on CPUs with "
                              "AMX, within cosine 0.999 of fp32 (default fp32)")
     parser.add_argument("--compile", action="store_true",
-                        help="run the ECG encoder through torch.compile: 1.2-1.4x faster per batch after a "
+                        help="run the ECG encoder through torch.compile: 1.1-1.2x faster per batch after a "
                              "one-time compile of 10-30 s per batch shape, so it pays on large sets and in "
                              "`melp serve`; needs a C++ compiler")
 

@@ -3,9 +3,9 @@
 - bf16: matrix weights are stored in bf16 once (autocast would cast all 62 M of them again on every
   call: a third of the time of one ECG); the first convolution stays fp32 (``FeatureExtractor``).
 - The positional convolution runs through the FFT from a spectrum computed once (``PositionalConv.freeze``).
-- compile: the copy goes through ``torch.compile`` with its weights frozen as constants (Inductor's
-  ``freezing``: weights pre-packed for the CPU's matrix kernels, elementwise work fused), one graph per
-  batch shape. Measured in docs/speed.md.
+- compile: the copy goes through ``torch.compile`` with Inductor's ``freezing`` option (inference-only
+  graph optimisations; at batch 1, 18.9 ECG/s against 16.4 compiled without it), one graph per batch
+  shape. Measured in docs/speed.md.
 """
 from __future__ import annotations
 

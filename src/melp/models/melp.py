@@ -140,7 +140,7 @@ class MELP(nn.Module):
         """``fp32`` (default) or ``bf16``: the ECG side of embed_ecg / ecg_features / zero_shot then runs
         under bf16 autocast (several times faster on GPUs and on CPUs with AMX; embeddings within
         cosine 0.999 of fp32, tested). ``compile=True`` runs it through ``torch.compile`` as well
-        (1.2-1.4x faster per call; a one-time compile of 10-30 s for each batch shape, and batches are
+        (1.1-1.2x faster per call; a one-time compile of 10-30 s for each batch shape, and batches are
         padded to a power of two so there are few shapes; needs a C++ compiler). ``None`` keeps the
         current setting. Training and the text side are not affected."""
         if precision not in PRECISIONS:
