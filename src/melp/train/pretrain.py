@@ -153,11 +153,14 @@ def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Pat
         accumulate_grad_batches=t.get("accumulate_grad_batches", 1),
         gradient_clip_val=t.get("gradient_clip_val"), log_every_n_steps=t.get("log_every_n_steps", 50),
         check_val_every_n_epoch=t.get("check_val_every_n_epoch", 1),
-        limit_val_batches=t.get("limit_val_batches", 1.0) if has_val else 0,
+        # None = all, like 1.0 but without Lightning's notice that it "was configured so 100% ... will be used"
+        limit_val_batches=(None if t.get("limit_val_batches", 1.0) == 1.0 else t["limit_val_batches"]) if has_val else 0,
         deterministic=t.get("deterministic", False),
         num_sanity_val_steps=0,  # the first validation comes at the end of epoch 1
         use_distributed_sampler=False,  # the datamodule builds its own DistributedSampler
         callbacks=callbacks, plugins=[AtomicCheckpointIO()], enable_progress_bar=show_bar,
+        # Lightning's summary table prints "Total FLOPs: 0" and a warning under bf16: one line of our own instead
+        enable_model_summary=False,
         enable_checkpointing=best is not None,  # else Lightning adds its own ModelCheckpoint under logs/
         # one version_N folder per invocation: a resumed run adds its own instead of replacing the log
         logger=[CSVLogger(run_dir / "logs", name="csv", flush_logs_every_n_steps=t.get("log_every_n_steps", 50)),
@@ -167,6 +170,9 @@ def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Pat
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
+        total = sum(p.numel() for p in model.parameters())
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        print(f"model: {total / 1e6:.1f} M parameters, {trainable / 1e6:.1f} M trainable")
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
 
