@@ -276,6 +276,11 @@ def test_paper_preset_asks_for_its_text_model():
         melp.MELP.from_preset("paper")
 
 
+def cosine(a, b):
+    """Row-wise cosine of two (N, D) arrays."""
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
 def test_bf16_embeddings_match_fp32_and_follow_weight_changes(overfit_model):
     """bf16 inference (a bf16 copy of the ECG side, autocast) stays within cosine 0.999 of fp32, also for a
     record with a near-flat lead (the first convolution and its GroupNorm stay fp32), and a weight changed
@@ -284,9 +289,6 @@ def test_bf16_embeddings_match_fp32_and_follow_weight_changes(overfit_model):
     quiet = x[:1].copy()
     quiet[0, 5] *= 0.01
     signals = np.concatenate([x, quiet])
-
-    def cosine(a, b):
-        return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
     weight = model.ecg_encoder.layers[-1].fc2.weight
     saved = weight.detach().clone()
@@ -312,16 +314,12 @@ def test_bf16_embeddings_match_fp32_and_follow_weight_changes(overfit_model):
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_compiled_embeddings_match_eager_fp32_and_follow_weight_changes(overfit_model, precision):
-    """compile=True (torch.compile of the inference copy, weights frozen into the graph, batches padded
-    to a power of two) gives the eager fp32 embeddings within cosine 0.999 for 3 records in batches of
+    """compile=True (torch.compile of the inference copy with Inductor's freezing, batches padded to a
+    power of two) gives the eager fp32 embeddings within cosine 0.999 for 3 records in batches of
     2 (shapes 2 and 1, padded rows dropped) with no compiling left after ``precompile``, and a weight
-    changed in place is seen by the next call: frozen weights must not outlive the copy they were
-    compiled from."""
+    changed in place is seen by the next call (a compiled graph must not keep the old weights)."""
     model, x = overfit_model
     signals = x[:3]
-
-    def cosine(a, b):
-        return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
     weight = model.ecg_encoder.layers[-1].fc2.weight
     saved = weight.detach().clone()
