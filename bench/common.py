@@ -3,6 +3,9 @@
 in-run matmul rate."""
 import time
 
+import torch
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+
 REPORTS = [
     "sinus rhythm. normal ecg.",
     "sinus rhythm. left axis deviation. nonspecific t wave abnormality. abnormal ecg.",
@@ -25,3 +28,20 @@ def matmul_gflops(dtype=None, n: int = 2048, repeats: int = 3) -> float:
     for _ in range(repeats):
         a @ b
     return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def _cpu_flash(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query, key, value)
+
+
+def _cpu_flash_backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+def flop_counter() -> FlopCounterMode:
+    """torch's FLOP counter, also counting the CPU flash-attention kernels: torch has formulas for the
+    GPU ones only, so a CPU step's attention would count as zero FLOPs."""
+    aten = torch.ops.aten
+    return FlopCounterMode(display=False, custom_mapping={
+        aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_flash_backward})

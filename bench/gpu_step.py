@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from melp.data.adapters import get_adapter
 from melp.data.cache import build_cache
@@ -32,6 +31,9 @@ from melp.models.text_encoder import build_random_text_model
 from melp.synth import export
 from melp.train.datamodule import ECGTextDataModule
 from melp.train.lightning_module import mask_leads, param_groups
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import flop_counter  # noqa: E402
 
 DATASHEET_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4}  # dense, SXM
 
@@ -152,7 +154,7 @@ def main() -> None:
 
         batches = iter(_forever(loader))
         ecg, tokens = to_device(next(batches), 0)
-        with FlopCounterMode(display=False) as counter, torch.autocast(device.type, dtype=torch.bfloat16,
+        with flop_counter() as counter, torch.autocast(device.type, dtype=torch.bfloat16,
                                                                        enabled=not args.fp32):
             model(ecg, tokens)["loss"].backward()  # eager FLOPs of forward + backward (also a warm-up)
         optimizer.zero_grad(set_to_none=True)

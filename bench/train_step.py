@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+
 
 from melp.models.config import MELPConfig
 from melp.models.melp import MELP
@@ -36,7 +36,7 @@ from melp.models.text_encoder import build_random_text_model
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from common import REPORTS, matmul_gflops  # noqa: E402
+from common import REPORTS, flop_counter, matmul_gflops  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -85,7 +85,7 @@ class OurStep:
     def time(self, precision: str, steps: int) -> tuple[list[float], list[float]]:
         """Seconds per step and, per step, the fraction of the matmul rate measured just before it."""
         if precision not in self.flops:
-            with FlopCounterMode(display=False) as counter:
+            with flop_counter() as counter:
                 self.forward_backward(precision)
             self.flops[precision] = float(counter.get_total_flops())
         self.step(precision)  # warm-up
