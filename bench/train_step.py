@@ -8,9 +8,9 @@ the figures of every round are printed, then the medians and the ratio. melp's f
 as a fraction of the matmul rate of its precision measured right before each step (a
 machine-independent figure: how close to this CPU's matmul speed the whole step runs).
 
-``--compile`` also times a second copy of melp's model whose ECG encoder is compiled as
-``trainer.compile_ecg_encoder: true`` compiles it (``torch.compile``, static shapes; compiled during
-its warm-up step).
+``--compile`` also times a second copy of melp's model with its ECG encoder compiled the way
+``trainer.compile_ecg_encoder: true`` does it (``torch.compile``, static shapes; compiled during its
+warm-up step).
 
     python bench/train_step.py [--reference /tmp/refbench] [--precisions fp32 bf16] [--steps 3] [--rounds 2] [--compile]
 """
@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 
 from melp.models.config import MELPConfig
 from melp.models.melp import MELP
