@@ -9,11 +9,15 @@ in fp32 and bf16; prints each round and the flash/math time ratio (> 1: math is 
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import median_seconds  # noqa: E402
 
 SHAPES = {  # (batch, heads, tokens, head width), causal, key-padding mask
     "demo ECG encoder, 50 frames": ((32, 4, 50, 64), False, False),
@@ -35,13 +39,7 @@ def time_step(shape, causal: bool, masked: bool, dtype, backend, steps: int = 5)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
         y.sum().backward()
 
-    step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2] * 1000
+    return median_seconds(step, steps) * 1000
 
 
 def main() -> None:

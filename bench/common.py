@@ -1,6 +1,7 @@
 """What the side-by-side benches share; no melp import, so the authors' environment loads it too
 (bench/authors_reference.py): the 8 MIMIC-IV-ECG-style reports of the training-step benches and the
 in-run matmul rate."""
+import statistics
 import time
 
 import torch
@@ -28,6 +29,17 @@ def matmul_gflops(dtype=None, n: int = 2048, repeats: int = 3) -> float:
     for _ in range(repeats):
         a @ b
     return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def median_seconds(fn, calls: int) -> float:
+    """Median wall time of ``calls`` calls of ``fn``, after one untimed warm-up call."""
+    fn()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def _cpu_flash(query, key, value, *args, out_shape=None, **kwargs) -> int:

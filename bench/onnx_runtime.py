@@ -10,11 +10,10 @@ Prints ECG/s per round and the smallest cosine of each variant's embedding to to
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -23,16 +22,8 @@ from melp.models.fast_inference import InferenceSide, inference_side
 from melp.models.melp import MELP
 from melp.models.text_encoder import build_random_text_model
 
-
-def rate(fn, calls: int = 12) -> float:
-    """ECG/s of a batch-1 call: median of ``calls`` after one warm-up."""
-    fn()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1.0 / float(np.median(times))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import median_seconds  # noqa: E402
 
 
 def main() -> None:
@@ -80,7 +71,7 @@ def main() -> None:
         row = {}
         for name, call in variants.items():
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in name):
-                row[name] = rate(call)
+                row[name] = 1.0 / median_seconds(call, 12)  # ECG/s of a batch-1 call
         print(f"round {r + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()), flush=True)
     for name, call in variants.items():
         with torch.no_grad():
