@@ -39,6 +39,8 @@ def ludb_measurements(root: Path):
     import pandas as pd
     import wfdb
 
+    import melp
+
     table = pd.read_csv(root / "ludb.csv")
     labels = {
         "AFIB": table["Rhythms"].str.contains("fibrillation", case=False, na=False).to_numpy(),
@@ -48,8 +50,8 @@ def ludb_measurements(root: Path):
     signals, rr_cv, pr = [], [], []
     for record_id in table["ID"]:
         path = str(root / "data" / str(record_id))
-        rec = wfdb.rdrecord(path)
-        signals.append(rec.p_signal.T)
+        rec = melp.read_record(path)  # mV at one gain (LUDB's header gains stretch each lead to 1 mV)
+        signals.append(rec.signal)
         ann = wfdb.rdann(path, "ii")
         onsets = [(ann.sample[k - 1], ann.symbol[k]) for k in range(1, len(ann.symbol))
                   if ann.symbol[k] in "pN" and ann.symbol[k - 1] == "("]

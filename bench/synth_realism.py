@@ -5,13 +5,14 @@
 Four parts:
 
 1. normal sinus ECGs against LUDB's: intervals, axis and R/S shape by lead (below);
-2. amplitude by lead (peak-to-peak, mV) of the simulated mix against cinc-smoke (LUDB cannot say:
-   see below), and intervals of the simulated mix against all of LUDB and cinc-smoke;
+2. amplitude by lead (peak-to-peak, mV) and intervals of the simulated mix against all of LUDB and
+   cinc-smoke;
 3. power spectrum by lead: the share of the 0-65 Hz power in the bands 0-0.5, 0.5-5, 5-15, 15-40
    and 45-65 Hz (shares do not depend on the lead's scale, so LUDB compares too);
 4. a real-vs-simulated discriminator: gradient-boosted trees on spectral, statistical and rhythm
-   features of each 10 s record, every lead first scaled to peak-to-peak 1 (as LUDB is distributed,
-   so that this alone does not give LUDB away), 5-fold cross-validation with each subject in one fold.
+   features of each 10 s record, the record first scaled to a peak-to-peak of 1 over all its leads
+   (as the model's min-max normalisation does: the leads keep their relative sizes, the recorder's
+   overall gain does not count), 5-fold cross-validation with each subject in one fold.
    Its out-of-fold AUROC is the realism figure: 0.5 = indistinguishable, 1.0 = always told apart.
    The features that alone separate best (univariate AUROC) show where the simulator differs.
 
@@ -20,16 +21,14 @@ set is LUDB's 200 records and the 70 of cinc-smoke (first 10 s, resampled to 500
 
 Every record (simulated or real) goes through the same delineation: neurokit2's cleaning, R-peak
 detection and DWT delineation on lead II, then intervals per beat (median per record) and, on
-the record's median beat, the frontal QRS axis (net QRS area in I and aVF) and R and S
-amplitudes by lead (relative to the PR segment). The table prints the median and inter-quartile
-range of each measurement over records; "inside" says whether the simulated median lies within
-the real inter-quartile range of normal sinus ECGs.
+the record's median beat, the frontal QRS axis (net QRS area in I and aVF) and the R, S and T
+amplitudes by lead in mV (relative to the PR segment). The table prints the median and
+inter-quartile range of each measurement over records; "inside" says whether the simulated median
+lies within the real inter-quartile range of normal sinus ECGs.
 
-LUDB 1.0.1 is distributed with every lead scaled to a peak-to-peak of exactly 1 over the record
-(per-lead gains; check ``np.ptp`` of any record), so absolute millivolts cannot be compared. For the
-axis and the R/S amplitudes, both simulated and real leads are therefore scaled the same way
-(each lead divided by its own peak-to-peak): amplitudes are then shares of the lead's range, which
-compares the QRS shape of each lead (R/S balance, R progression) but not the overall voltage.
+LUDB 1.0.1's headers give every lead a gain that stretches it to a peak-to-peak of exactly 1 mV;
+``melp.read_record`` reads its counts at one gain instead (1 uV per count, docs/data.md), so LUDB's
+amplitudes compare in mV like any other record's.
 
 Real normal sinus ECGs: LUDB records whose rhythm (ludb.csv) is "Sinus rhythm" and that have no
 conduction abnormality, extrasystole, hypertrophy, pacing or ischaemia; all sinus-rhythm records
@@ -97,18 +96,19 @@ def measure(signal: np.ndarray, fs: float = FS) -> dict[str, float] | None:
     on = np.nanmedian(peaks - w["ECG_R_Onsets"][: len(peaks)]) if np.isfinite(w["ECG_R_Onsets"]).any() else 25
     off = np.nanmedian(w["ECG_R_Offsets"][: len(peaks)] - peaks) if np.isfinite(w["ECG_R_Offsets"]).any() else 25
     on, off = int(np.clip(on, 10, 80)), int(np.clip(off, 10, 80))
-    pre, post = on + int(0.04 * fs), off
+    pre, post = on + int(0.04 * fs), off + int(0.4 * fs)  # PR segment to the end of a T wave
     inner = [p for p in peaks if p - pre >= 0 and p + post < signal.shape[1]]
     if len(inner) < 3:
         return None
-    scaled = signal / np.maximum(np.ptp(signal, axis=1, keepdims=True), 1e-6)  # as LUDB is distributed
-    beat = np.median(np.stack([scaled[:, p - pre : p + post] for p in inner]), axis=0)
-    baseline = beat[:, : int(0.02 * fs)].mean(axis=1, keepdims=True)  # PR segment
-    qrs = beat[:, pre - on :] - baseline
+    beat = np.median(np.stack([signal[:, p - pre : p + post] for p in inner]), axis=0)
+    beat -= beat[:, : int(0.02 * fs)].mean(axis=1, keepdims=True)  # from the PR segment
+    qrs = beat[:, pre - on : pre + off]
+    t_wave = beat[:, pre + off + int(0.06 * fs) :]  # ST segment's end to 400 ms after the QRS
     out["QRS axis (deg)"] = float(np.degrees(np.arctan2(qrs[L["aVF"]].sum() * 2 / np.sqrt(3), qrs[L["I"]].sum())))
     for lead in AMPLITUDE_LEADS:
-        out[f"R {lead} (/ptp)"] = float(max(qrs[L[lead]].max(), 0.0))
-        out[f"S {lead} (/ptp)"] = float(max(-qrs[L[lead]].min(), 0.0))
+        out[f"R {lead} (mV)"] = float(max(qrs[L[lead]].max(), 0.0))
+        out[f"S {lead} (mV)"] = float(max(-qrs[L[lead]].min(), 0.0))
+        out[f"T {lead} (mV)"] = float(t_wave[L[lead], np.abs(t_wave[L[lead]]).argmax()])  # signed peak
     return out
 
 
@@ -170,11 +170,11 @@ def rhythm_features(x: np.ndarray) -> dict[str, float]:
 
 
 def features(x: np.ndarray) -> dict[str, float]:
-    """Scale-free description of one (12, T) record for the discriminator."""
+    """Description of one (12, T) record for the discriminator, free of the recorder's overall gain."""
     from scipy.stats import kurtosis, skew
 
     x = x - np.median(x, axis=1, keepdims=True)
-    x = x / np.maximum(np.ptp(x, axis=1, keepdims=True), 1e-6)  # as LUDB is distributed
+    x = x / max(float(np.ptp(x)), 1e-6)  # one scale for all leads, as the model's min-max normalisation
     out = {}
     shares = np.log10(band_shares(x) + 1e-6)
     d = np.diff(x, axis=1)
@@ -203,10 +203,11 @@ def lead_table(title: str, columns: dict[str, np.ndarray], fmt_value) -> None:
 def amplitude_and_intervals(sim: list[np.ndarray], real: list[np.ndarray], sources: list[str]) -> None:
     cinc = [x for x, s in zip(real, sources) if s == "CinC"]
     ptp = lambda xs: np.stack([np.ptp(x, axis=1) for x in xs])  # noqa: E731
-    lead_table("amplitude by lead: median peak-to-peak (mV); LUDB is scaled to 1 per lead, so it is left out",
-               {"simulated": ptp(sim), "cinc-smoke": ptp(cinc)}, lambda v: f"{v:.2f}")
+    ludb = [x for x, s in zip(real, sources) if s == "LUDB"]
+    lead_table("amplitude by lead: median peak-to-peak (mV)",
+               {"simulated": ptp(sim), "LUDB": ptp(ludb), "cinc-smoke": ptp(cinc)}, lambda v: f"{v:.2f}")
     rows = {"simulated": [measure(x) for x in tqdm(sim, desc="delineate simulated")],
-            "LUDB": [measure(x) for x, s in zip(real, sources) if s == "LUDB"],
+            "LUDB": [measure(x) for x in ludb],
             "cinc-smoke": [measure(x) for x in cinc]}
     tables = {k: summarise(v) for k, v in rows.items()}
     print("\nintervals, all findings: median [IQR] over the records neurokit2 could delineate "
@@ -277,7 +278,7 @@ def normal_sinus(root: Path, n: int, seed: int) -> None:
     print(f"\nrecords delineated: simulated {len(sim)}/{n}, LUDB normal sinus {len(real_normal)}/"
           f"{len(normal_paths)}, LUDB all sinus rhythm {len(real_sinus)}/{len(sinus_paths)}")
     print("median [IQR]; inside = simulated median within the IQR of LUDB normal sinus ECGs")
-    print("axis and R/S amplitudes on leads scaled to peak-to-peak 1, as LUDB is distributed\n")
+    print()
     header = f"{'measurement':<18} {'simulated':>26} {'LUDB normal sinus':>26} {'LUDB sinus rhythm':>26}  inside"
     print(header)
     print("-" * len(header))

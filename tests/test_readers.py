@@ -89,6 +89,40 @@ def test_lowercase_names_and_ludb_style_comments(tmp_path):
     assert record.meta["comments"] == comments
 
 
+def _limb_consistent_counts(seed: int = 3) -> np.ndarray:
+    """Counts (T, 12) in one unit, as a recorder writes them: III, aVR, aVL, aVF derived from I and II."""
+    d = digital_signal(seed=seed).astype(np.int64)
+    i, ii = d[:, 0], d[:, 1]
+    d[:, 2], d[:, 3], d[:, 4], d[:, 5] = ii - i, -(i + ii) // 2, i - ii // 2, ii - i // 2
+    return d.astype(np.int16)
+
+
+def test_gains_that_only_scale_each_lead_to_unit_range_are_replaced_by_one_gain(tmp_path):
+    # LUDB 1.0.1 writes each lead's count range as its gain, so every lead reads 1 mV peak to peak
+    # (and III != II - I in mV). The counts share one unit: they are read at 1000 per mV.
+    d = _limb_consistent_counts()
+    gains = (d.max(0).astype(np.int64) - d.min(0)).astype(float)
+    wfdb.wrsamp("1", fs=FS, units=["mV"] * 12, sig_name=list(CANONICAL_LEADS), d_signal=d, fmt=["16"] * 12,
+                adc_gain=list(gains), baseline=[0] * 12, write_dir=str(tmp_path))
+    reference, _ = wfdb.rdsamp(str(tmp_path / "1"))
+    assert np.allclose(np.ptp(reference, axis=0), 1.0)  # what the header's gains say
+    record = read_record(tmp_path / "1")
+    np.testing.assert_allclose(record.signal, d.T / 1000.0, atol=1e-6)
+    x = record.signal
+    assert np.abs(x[2] - (x[1] - x[0])).max() < 1e-6
+    assert any("each lead scaled to 1 mV" in note and "1000 counts per mV" in note for note in record.meta["notes"])
+
+
+def test_per_lead_gains_are_kept_when_the_counts_do_not_share_one_unit(tmp_path):
+    d = digital_signal(seed=4)  # independent leads: III != II - I in counts
+    gains = (d.max(0).astype(np.int64) - d.min(0)).astype(float)
+    wfdb.wrsamp("2", fs=FS, units=["mV"] * 12, sig_name=list(CANONICAL_LEADS), d_signal=d, fmt=["16"] * 12,
+                adc_gain=list(gains), baseline=[0] * 12, write_dir=str(tmp_path))
+    record = read_record(tmp_path / "2")
+    np.testing.assert_allclose(record.signal, (d / gains).T, atol=1e-6)
+    assert record.meta["notes"] == []
+
+
 def test_microvolt_header_is_converted_to_millivolts(tmp_path):
     d = digital_signal(seed=2)
     record = read_record(write_wfdb(tmp_path, "uv", d, CANONICAL_LEADS, gain=1.0, units="uV"))

@@ -24,6 +24,9 @@ Policy on damaged input (every repair is written to ``meta["notes"]``, nothing h
   a lead with more than ``MAX_FILL_FRACTION`` of them counts as missing; fewer are filled by linear
   interpolation and counted in ``meta["filled_samples"]`` (``strict=True`` rejects instead);
 - samples that disagree with the header's checksums are noted (``strict=True`` rejects them);
+- gains that only stretch each lead to a range of 1 mV (LUDB 1.0.1; recognised by each gain
+  equalling its lead's count range while the counts obey III = II - I) are replaced by one gain,
+  ``RANGE_SCALED_COUNTS_PER_MV``, so that the leads keep their relative sizes;
 - an all-constant (flat) lead is listed in ``meta["flat_leads"]`` (``strict=True`` rejects it):
   a flat lead is still a valid record for the other eleven, so the caller decides.
 
@@ -51,6 +54,10 @@ SPH_FS = 500.0
 CODE15_FS = 400.0
 WFDB_DEFAULT_FS = 250.0  # the WFDB header spec's default when the record line has no rate
 WFDB_DEFAULT_GAIN = 200.0  # ... and when a signal line has no (or a zero) ADC gain
+# The common gain given to counts whose header gains only scale each lead to a range of 1 mV (LUDB
+# 1.0.1): 1 uV per count, as in LUDB's counts (III = II - I holds exactly in them and median lead
+# ranges come out at 0.9-2.5 mV). The model's min-max normalisation does not depend on this value.
+RANGE_SCALED_COUNTS_PER_MV = 1000.0
 
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
 
@@ -365,6 +372,12 @@ def read_wfdb(record_path, *, allow_missing_leads: bool = False, strict: bool = 
         meta["notes"].append(f"record line declares {header.declared_nsig} signals but {len(specs)} "
                              f"signal lines follow and the data holds exactly {len(specs)}: used the lines")
 
+    if len(blocks) == 1 and _gains_scale_each_lead_to_unit_range(specs, blocks[0][1]):
+        specs = [dataclasses.replace(s, gain=RANGE_SCALED_COUNTS_PER_MV) for s in specs]
+        meta["notes"].append(
+            "every lead's gain equals its own peak-to-peak count range (each lead scaled to 1 mV, as in "
+            "LUDB 1.0.1), while the counts obey III = II - I: read with one gain, "
+            f"{RANGE_SCALED_COUNTS_PER_MV:g} counts per mV, so the leads keep their relative sizes")
     parts = []
     for indices, digital, sentinel_mask in blocks:
         block_specs = [specs[i] for i in indices]
@@ -381,6 +394,28 @@ def read_wfdb(record_path, *, allow_missing_leads: bool = False, strict: bool = 
             channels[indices] = physical
     names = [s.name for s in specs]
     return _to_record(header_path, channels, names, header.fs, meta, allow_missing_leads, strict)
+
+
+def _gains_scale_each_lead_to_unit_range(specs: list[_SignalSpec], digital: np.ndarray) -> bool:
+    """True when the header's gains do not convert counts to mV but only stretch each lead to a
+    peak-to-peak of exactly 1 (LUDB 1.0.1): every gain equals its lead's count range, the gains
+    differ, and the counts themselves obey Einthoven's III = II - I, so they share one unit.
+    Read with those gains, lead sizes are lost (and the limb identities break) for no reason."""
+    if len(specs) < 3 or any(s.units.strip().lower() != "mv" for s in specs):
+        return False
+    ranges = digital.max(axis=1).astype(np.int64) - digital.min(axis=1)
+    gains = np.array([s.gain for s in specs])
+    if not np.all(np.abs(gains - ranges) <= 0.5) or np.ptp(gains) == 0:
+        return False
+    try:
+        order, _ = match_leads([s.name for s in specs])
+    except LeadNameError:
+        return False
+    i, ii, iii = order[:3]  # canonical order starts I, II, III
+    if None in (i, ii, iii):
+        return False
+    residual = digital[iii].astype(np.int64) - (digital[ii].astype(np.int64) - digital[i])
+    return int(np.abs(residual).max()) <= 2  # rounding of a derived lead
 
 
 def _to_physical(header_path: Path, digital: np.ndarray, specs: list[_SignalSpec]) -> np.ndarray:
