@@ -255,7 +255,8 @@ def test_axis_deviation(normal):
 
 
 def _sokolow(m):
-    return -m.qrs("V1").min() + max(m.qrs("V5").max(), m.qrs("V6").max())
+    """The deeper S of V1 and V2 plus the taller R of V5 and V6 (mV)."""
+    return -min(m.qrs("V1").min(), m.qrs("V2").min()) + max(m.qrs("V5").max(), m.qrs("V6").max())
 
 
 def _limb_p2p(m):
@@ -335,4 +336,4 @@ def test_incomplete_rbbb_atrial_enlargement_and_early_repolarisation(normal):
     # early repolarisation: ST elevation in V3 and the inferior leads, none in a normal ECG
     for m in measure(["ERP"]):
         assert m.st("V3") >= 0.15 and m.st("II") >= 0.08
-    assert all(m.st("V3") < 0.08 for m in normal)
+    assert all(m.st("V3") < 0.1 for m in normal)  # below the 0.15 mV of the elevation criteria

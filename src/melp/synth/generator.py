@@ -35,8 +35,9 @@ P, QS, R, S, RP, DELTA, IQ, ST, T1, T2, SPIKE, P2, J = range(13)
 K = 13
 P_BUMPS = [P, P2]  # right then left atrial depolarisation
 QRS_BUMPS = [QS, R, S, RP, DELTA, IQ]
+NON_QRS_BUMPS = [k for k in range(K) if k not in QRS_BUMPS]  # the chest leads see these without near-field gain
 LV_BUMPS = [QS, R, S]  # the left ventricle's own forces, which hypertrophy grows
-LVH_PEAK_MV = 6.0  # about the tallest QRS deflection hypertrophy gives any lead
+LVH_PEAK_MV = 5.0  # about the tallest QRS deflection hypertrophy gives any lead
 LVH_SOKOLOW_MIN = 3.7  # a Sokolow-Lyon index clearly above the 3.5 mV criterion
 LEAD = {name: i for i, name in enumerate(CANONICAL_LEADS)}
 MIN_NET_AXIS = 0.3  # least net QRS area along the axis, as a share of R's: a clearly defined axis
@@ -72,9 +73,9 @@ def sample_subjects(m: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         "habitus": np.exp(rng.normal(-0.05 * sex, 0.16, m)),  # overall voltage (chest wall, body size)
         "p_amp": rng.uniform(0.1, 0.2, m),
         "p_axis": np.clip(rng.normal(55, 12, m), 20, 80),
-        "t_amp": rng.uniform(0.22, 0.4, m),
+        "t_amp": rng.uniform(0.26, 0.45, m),
         "t_axis_off": rng.normal(0, 12, m),
-        "s_amp": rng.uniform(0.12, 0.22, m),
+        "s_amp": rng.uniform(0.17, 0.32, m),
     }
 
 
@@ -165,10 +166,10 @@ def conducted_bumps(findings, subj, prm, rng):
     amp[np.ix_(no_p, P_BUMPS)] = 0.0
 
     # Normal ventricular depolarisation: septal (left to right, anterior), main, terminal.
-    mu[:, QS], sd[:, QS], amp[:, QS] = 11 * s, 6 * s, u(0.06, 0.12) * scale
+    mu[:, QS], sd[:, QS], amp[:, QS] = 11 * s, 6 * s, u(0.09, 0.17) * scale
     dirs[:, QS] = geo.unit(-0.6, 0.2, 0.4)
     # R and S as narrow as real ones: their steep slopes carry the QRS's 15-40 Hz power
-    mu[:, R], sd[:, R], amp[:, R] = 38 * s, 8.5 * s, u(0.6, 0.85) * scale
+    mu[:, R], sd[:, R], amp[:, R] = 38 * s, 8.5 * s, u(0.87, 1.23) * scale
     dirs[:, R] = main
     mu[:, S], sd[:, S], amp[:, S] = 71 * s, 7 * s, subj["s_amp"] * scale
     dirs[:, S] = geo.unit(0.0, -0.4, -0.8)
@@ -194,7 +195,7 @@ def conducted_bumps(findings, subj, prm, rng):
         width = u(132, 160)[rbbb]
         sd[rbbb, RP] = 17.0
         mu[rbbb, RP] = width - 2.2 * 17.0
-        amp[rbbb, RP] = u(0.7, 1.0)[rbbb] * scale[rbbb]
+        amp[rbbb, RP] = u(0.3, 0.5)[rbbb] * scale[rbbb]
         dirs[rbbb, RP] = geo.unit(-0.25, 0.05, 0.95)
         sd[rbbb, S] = 14 * s[rbbb]
         mu[rbbb, S] = 70 * s[rbbb]
@@ -204,7 +205,7 @@ def conducted_bumps(findings, subj, prm, rng):
         width = u(100, 116)[irbbb]
         sd[irbbb, RP] = 11.0
         mu[irbbb, RP] = width - 2.2 * 11.0
-        amp[irbbb, RP] = u(0.3, 0.5)[irbbb] * scale[irbbb]
+        amp[irbbb, RP] = u(0.15, 0.28)[irbbb] * scale[irbbb]
         dirs[irbbb, RP] = geo.unit(-0.35, 0.1, 0.93)
         qrs_end[irbbb] = width
     if wpw.any():  # early slurred delta wave, the rest of the QRS later; secondary T changes
@@ -251,7 +252,8 @@ def conducted_bumps(findings, subj, prm, rng):
     if mi.any():
         dirs[mi, IQ] = away[mi] / np.linalg.norm(away[mi], axis=1, keepdims=True)
         mu[mi, IQ], sd[mi, IQ] = 20.0, 12.0
-        amp[mi, IQ] = u(0.4, 0.6)[mi] * scale[mi]
+        amp[mi, IQ] = u(0.58, 0.87)[mi] * scale[mi]
+        amp[has("AMI"), IQ] *= 0.55  # the anterior chest leads, nearest to it, see it 2-3x larger
         amp[has("AMI"), QS] *= 0.2  # septal necrosis: the septal r of V1-V2 is lost
         t_dir[mi] = t_dir[mi] + 1.3 * dirs[mi, IQ]
         t_dir[mi] /= np.linalg.norm(t_dir[mi], axis=1, keepdims=True)
@@ -325,6 +327,9 @@ def pvc_bumps(beat, findings, rng):
     out["mu"][:, [T1, T2]] += 40.0
     out["amp"][:, ST] = 0.1
     out["mu"][:, ST], out["sd"][:, ST] = 200.0, 40.0
+    # its tallest deflection, wherever the focus points: 2-4.5 mV (the chest leads see it nearest)
+    tallest = np.abs(_leads(out, [R, RP])).max((1, 2))
+    out["amp"][:, [R, RP]] *= (rng.uniform(2.0, 4.5, n) / np.maximum(tallest, 1e-3))[:, None]
     return out
 
 
@@ -336,6 +341,13 @@ def render(bumps, groups=None) -> np.ndarray:
     g = np.exp(-0.5 * np.square((T_MS[None, None, :] - mu) / sd))
     vec = (bumps["amp"][:, ks, None] * bumps["dir"][:, ks, :]).astype(np.float32)
     return np.matmul(vec.transpose(0, 2, 1), g)  # (n, 3, K) @ (n, K, W)
+
+
+def render_leads(bumps) -> np.ndarray:
+    """Template (n, 8, W) in the recorded channels I, II, V1-V6: the QRS bumps with the chest
+    leads' near-field gain, the rest as the dipole projects."""
+    return (geo.project(geo.RECORDED_QRS_VECTORS, render(bumps, QRS_BUMPS))
+            + geo.project(geo.RECORDED_VECTORS, render(bumps, NON_QRS_BUMPS)))
 
 
 def calibrate_axis(bumps, findings, prm) -> None:
@@ -384,7 +396,7 @@ def _frontal_area(bumps, ks) -> np.ndarray:
 def calibrate_voltage(bumps, findings, rng) -> None:
     """Scale QRS bumps so that voltage findings hold exactly when labelled (in place).
 
-    Measured on the template projected to 12 leads: Sokolow-Lyon (S in V1 + max R in V5/V6),
+    Measured on the template projected to 12 leads: Sokolow-Lyon (max S in V1/V2 + max R in V5/V6),
     R in aVL, peak-to-peak in limb and chest leads. LVH is grown by ``hypertrophy_factor``.
     """
     n = len(findings)
@@ -396,7 +408,7 @@ def calibrate_voltage(bumps, findings, rng) -> None:
 
     limb, chest, sokolow = (np.maximum(v, 1e-3) for v in (limb, chest, sokolow))
     lo = np.maximum(0.6 / limb, 1.15 / chest)  # clearly not low voltage
-    hi = np.minimum(3.1 / sokolow, 1.0 / np.maximum(ravl, 1e-3))  # clearly no LVH voltage
+    hi = np.minimum(3.3 / sokolow, 1.0 / np.maximum(ravl, 1e-3))  # clearly no LVH voltage
     factor = np.clip(1.0, lo, np.maximum(lo, hi))
     lvh = _has(findings, "LVH")
     factor = np.where(lvh, 1.0, factor)  # grown below, through the left ventricle's forces alone
@@ -425,8 +437,8 @@ def hypertrophy_factor(bumps, target) -> np.ndarray:
     lv, rest = _leads(bumps, LV_BUMPS), _leads(bumps, [k for k in QRS_BUMPS if k not in LV_BUMPS])
     ceiling = (LVH_PEAK_MV - np.abs(rest).max((1, 2))) / np.abs(lv).max((1, 2))
     goal = np.clip(_sokolow(ceiling[:, None, None] * lv + rest), LVH_SOKOLOW_MIN, target)
-    # the rest takes at most its highest V1 and its deepest V5/V6 off f * Sokolow(LV)
-    slack = rest[:, LEAD["V1"]].max(1) - rest[:, [LEAD["V5"], LEAD["V6"]]].min((1, 2))
+    # the rest takes at most its highest V1/V2 and its deepest V5/V6 off f * Sokolow(LV)
+    slack = rest[:, [LEAD["V1"], LEAD["V2"]]].max((1, 2)) - rest[:, [LEAD["V5"], LEAD["V6"]]].min((1, 2))
     lo = np.ones(len(lv))
     hi = np.maximum((goal + slack) / np.maximum(_sokolow(lv), 1e-3), lo)
     for _ in range(30):
@@ -437,13 +449,14 @@ def hypertrophy_factor(bumps, target) -> np.ndarray:
 
 
 def _leads(bumps, ks) -> np.ndarray:
-    """The 12 leads (n, 12, W) of bumps ks of the template."""
-    return geo.project(geo.LEAD_VECTORS, render(bumps, ks))
+    """The 12 leads (n, 12, W) of QRS bumps ks of the template."""
+    return geo.project(geo.QRS_LEAD_VECTORS, render(bumps, ks))
 
 
 def _sokolow(leads) -> np.ndarray:
-    """Sokolow-Lyon index (mV): S in V1 plus the taller R of V5 and V6."""
-    return -leads[:, LEAD["V1"]].min(1) + leads[:, [LEAD["V5"], LEAD["V6"]]].max((1, 2))
+    """Sokolow-Lyon index (mV), in its common form: the deeper S of V1 and V2 plus the taller R of
+    V5 and V6 (V2's S is the deeper one when the forces turn posterior, as in hypertrophy)."""
+    return -leads[:, [LEAD["V1"], LEAD["V2"]]].min((1, 2)) + leads[:, [LEAD["V5"], LEAD["V6"]]].max((1, 2))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -516,25 +529,26 @@ def mean_rr(times, rr) -> np.ndarray:
 
 
 def atrial_waves(findings, prm, times, rng):
-    """Dipole waveform (n, 3, T) of fibrillation (f) and flutter (F) waves; zero elsewhere."""
-    n = len(findings)
-    out = np.zeros((n, 3, N_SAMPLES), dtype=np.float32)
+    """Rows with fibrillation (f) or flutter (F) waves, and their dipole waveforms (rows, 3, T)."""
+    rows = np.flatnonzero(_has(findings, "AFIB") | _has(findings, "AFLT"))
+    out = np.zeros((rows.size, 3, N_SAMPLES), dtype=np.float32)
     t = np.arange(N_SAMPLES, dtype=np.float32) / FS
-    af = np.flatnonzero(_has(findings, "AFIB"))
+    af = np.flatnonzero(_has(findings[rows], "AFIB"))
     if af.size:
         out[af] = fibrillation_waves(af.size, t, rng)
-    fl = np.flatnonzero(_has(findings, "AFLT"))
+    fl = np.flatnonzero(_has(findings[rows], "AFLT"))
+    fl_ecg = rows[fl]
     if fl.size:
-        fa = prm["flutter_rate"][fl, None] / 60.0
+        fa = prm["flutter_rate"][fl_ecg, None] / 60.0
         delay = 0.18  # F wave onset before the conducted QRS
-        phase = (t[None, :] - (times[fl, :1] - delay)) * fa
+        phase = (t[None, :] - (times[fl_ecg, :1] - delay)) * fa
         frac = np.mod(phase, 1.0)
         # slow downstroke, quick return: the inverted saw-tooth of inferior leads
         saw = np.where(frac < 0.75, -frac / 0.75, -(1 - frac) / 0.25) + 0.5
         out[fl] = (rng.uniform(0.18, 0.3, (fl.size, 1)) * saw)[:, None, :] * geo.unit(-0.1, 0.9, -0.35)[
             None, :, None
         ]
-    return out
+    return rows, out
 
 
 def fibrillation_waves(m: int, t: np.ndarray, rng) -> np.ndarray:

@@ -5,7 +5,8 @@ Leads I and II are independent frontal-plane vectors; III, aVR, aVL and aVF are 
 them (Einthoven/Goldberger), so the limb-lead identities hold exactly for the dipole signal and
 for any noise added to the recorded I and II channels. The chest leads are unipolar vectors in
 the horizontal plane (tilted slightly downwards) with gains > 1: the electrodes sit closer to the
-heart than the limb electrodes.
+heart than the limb electrodes, and closer still to the ventricles, whose QRS they see with a
+further near-field gain.
 """
 from __future__ import annotations
 
@@ -14,14 +15,18 @@ import numpy as np
 from melp.data.leads import CANONICAL_LEADS
 
 # Chest lead direction in the horizontal plane (degrees from +x towards +z) and gain.
-_CHEST = {  # angles of the usual horizontal-plane reference; gains fitted to LUDB (bench/synth_realism.py)
-    "V1": (118.0, 1.4),
-    "V2": (92.0, 2.3),
-    "V3": (68.0, 2.3),
-    "V4": (46.0, 1.7),
-    "V5": (32.0, 1.3),
-    "V6": (5.0, 1.0),
+_CHEST = {  # angles of the usual horizontal-plane reference; gains fitted to LUDB's P and T waves
+    "V1": (118.0, 1.75),  # (bench/synth_realism.py, in mV)
+    "V2": (92.0, 3.3),
+    "V3": (68.0, 2.8),
+    "V4": (46.0, 2.15),
+    "V5": (32.0, 1.65),
+    "V6": (5.0, 1.2),
 }
+# The chest electrodes lie a few centimetres from the ventricular walls, so the QRS made in them
+# reaches the chest leads larger, against the P and T, than a distant dipole's projection: in
+# LUDB's ECGs chest R and S waves are about 1.6x what the gains above give when they fit the T.
+NEAR_FIELD_QRS_GAIN = 1.6
 _CHEST_TILT = 0.06  # small inferior component of every chest lead
 
 LEAD_I = np.array([1.0, 0.0, 0.0])
@@ -39,6 +44,7 @@ def _chest(name: str) -> np.ndarray:
 
 
 RECORDED_VECTORS = np.stack([LEAD_I, LEAD_II, *[_chest(f"V{k}") for k in range(1, 7)]]).astype(np.float32)
+RECORDED_QRS_VECTORS = RECORDED_VECTORS * np.array([1.0, 1.0] + [NEAR_FIELD_QRS_GAIN] * 6, np.float32)[:, None]
 
 # 12 x 8 matrix from the recorded channels to the canonical 12 leads (exact identities).
 _DERIVE = np.zeros((12, 8), dtype=np.float32)
@@ -51,8 +57,9 @@ _DERIVE[CANONICAL_LEADS.index("aVL"), :2] = (1.0, -0.5)  # aVL = I - II / 2
 _DERIVE[CANONICAL_LEADS.index("aVF"), :2] = (-0.5, 1.0)  # aVF = II - I / 2
 DERIVE = _DERIVE
 
-# Dipole -> 12 leads in one matrix (used to look at templates before they are placed).
+# Dipole -> 12 leads in one matrix (used to measure templates before they are placed).
 LEAD_VECTORS = (DERIVE @ RECORDED_VECTORS).astype(np.float32)
+QRS_LEAD_VECTORS = (DERIVE @ RECORDED_QRS_VECTORS).astype(np.float32)  # ... for the QRS's bumps
 
 
 def derive_12(recorded: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

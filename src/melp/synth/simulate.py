@@ -121,17 +121,17 @@ def _simulate_chunk(m: int, rng: np.random.Generator, forced, noise: bool, out: 
     gen.calibrate_voltage(beat, findings, rng)  # first: hypertrophy grows only some QRS forces, turning the axis
     gen.calibrate_axis(beat, findings, prm)
 
-    templates = np.zeros((m, 3, 3, gen.W), dtype=np.float32)
-    templates[:, 0] = gen.render(beat)
+    templates = np.zeros((m, 3, len(geo.RECORDED), gen.W), dtype=np.float32)  # conducted, PAC, PVC
+    templates[:, 0] = gen.render_leads(beat)
     for kind, make in ((1, gen.pac_bumps), (2, gen.pvc_bumps)):
         rows = np.flatnonzero((types == kind).any(1))
         if rows.size:
             sub = {k: v[rows] for k, v in beat.items()}
-            templates[rows, kind] = gen.render(make(sub, findings[rows], rng))
+            templates[rows, kind] = gen.render_leads(make(sub, findings[rows], rng))
 
-    dipole = _place(templates, times, types, rng)
-    dipole += gen.atrial_waves(findings, prm, times, rng)
-    recorded = geo.project(geo.RECORDED_VECTORS, dipole)
+    recorded = _place(templates, times, types, rng)
+    rows, atrial = gen.atrial_waves(findings, prm, times, rng)
+    recorded[rows] += geo.project(geo.RECORDED_VECTORS, atrial)
     noisy = add_noise(recorded, rng, gen.FS, enabled=noise)
     signals = geo.derive_12(recorded, out=out)
 
@@ -150,21 +150,21 @@ def _simulate_chunk(m: int, rng: np.random.Generator, forced, noise: bool, out: 
 
 
 def _place(templates: np.ndarray, times: np.ndarray, types: np.ndarray, rng) -> np.ndarray:
-    """Sum each ECG's beat templates at its beat times: (m, 3, N_SAMPLES) dipole signal.
+    """Sum each ECG's beat templates at its beat times: (m, 8, N_SAMPLES) recorded channels.
 
     One vectorised add per beat slot: the k-th beats of all ECGs go in at once (their windows lie
     in different rows, so they never collide), through a writeable window view of the signal.
     """
-    m = len(templates)
-    padded = np.zeros((m, 3, gen.N_SAMPLES + 2 * gen.W), dtype=np.float32)  # beats may overhang
-    windows = sliding_window_view(padded, gen.W, axis=2, writeable=True)  # (m, 3, positions, W)
+    m, _, channels, _ = templates.shape
+    padded = np.zeros((m, channels, gen.N_SAMPLES + 2 * gen.W), dtype=np.float32)  # beats may overhang
+    windows = sliding_window_view(padded, gen.W, axis=2, writeable=True)  # (m, channels, positions, W)
     onset = np.rint(times * gen.FS).astype(np.int64)
     start = onset - gen.PRE + gen.W
     valid = (onset > gen.PRE - gen.W) & (onset < gen.N_SAMPLES + gen.PRE)
     weight = (1.0 + 0.03 * rng.standard_normal(onset.shape)).astype(np.float32)  # beat-to-beat amplitude
     for b in np.flatnonzero(valid.any(0)):
         rows = np.flatnonzero(valid[:, b])
-        shapes = templates[rows, types[rows, b]] * weight[rows, b, None, None]  # (k, 3, W)
+        shapes = templates[rows, types[rows, b]] * weight[rows, b, None, None]  # (k, channels, W)
         windows[rows, :, start[rows, b]] += shapes
     return padded[:, :, gen.W : gen.W + gen.N_SAMPLES]
 
@@ -172,7 +172,7 @@ def _place(templates: np.ndarray, times: np.ndarray, types: np.ndarray, rng) -> 
 def _measurements(findings, prm, beat, template, times) -> dict[str, np.ndarray]:
     """Machine-style measurements of each ECG (ground truth of the generator)."""
     rr = gen.mean_rr(times, prm["rr"])
-    leads = geo.project(geo.LEAD_VECTORS, template)
+    leads = geo.derive_12(template)
     i_lead, avf = CANONICAL_LEADS.index("I"), CANONICAL_LEADS.index("aVF")
 
     def axis(lo, hi):
