@@ -195,7 +195,7 @@ def conducted_bumps(findings, subj, prm, rng):
         width = u(132, 160)[rbbb]
         sd[rbbb, RP] = 17.0
         mu[rbbb, RP] = width - 2.2 * 17.0
-        amp[rbbb, RP] = u(0.3, 0.5)[rbbb] * scale[rbbb]
+        amp[rbbb, RP] = u(0.4, 0.65)[rbbb] * scale[rbbb]
         dirs[rbbb, RP] = geo.unit(-0.25, 0.05, 0.95)
         sd[rbbb, S] = 14 * s[rbbb]
         mu[rbbb, S] = 70 * s[rbbb]
@@ -205,7 +205,7 @@ def conducted_bumps(findings, subj, prm, rng):
         width = u(100, 116)[irbbb]
         sd[irbbb, RP] = 11.0
         mu[irbbb, RP] = width - 2.2 * 11.0
-        amp[irbbb, RP] = u(0.15, 0.28)[irbbb] * scale[irbbb]
+        amp[irbbb, RP] = u(0.2, 0.32)[irbbb] * scale[irbbb]
         dirs[irbbb, RP] = geo.unit(-0.35, 0.1, 0.93)
         qrs_end[irbbb] = width
     if wpw.any():  # early slurred delta wave, the rest of the QRS later; secondary T changes
@@ -264,7 +264,7 @@ def conducted_bumps(findings, subj, prm, rng):
         td = t_dir[m]
         t_dir[m] = geo.unit(-np.abs(td[:, 0]) - 0.3, 0.25 * td[:, 1], -np.abs(td[:, 2]) - 0.2)
         t_amp = np.where(m, u(0.25, 0.45), t_amp)
-    t_amp = np.where(has("NST"), u(0.04, 0.1), t_amp)
+    t_amp = np.where(has("NST"), u(0.03, 0.08), t_amp)
     erp = has("ERP")
     if erp.any():  # early repolarisation: J-point notch, concave ST elevation in V2-V5 and inferior
         # leads, tall T; the benign mimic of an injury current
