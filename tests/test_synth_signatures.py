@@ -48,14 +48,14 @@ class Measured:
 
     @staticmethod
     def _qrs_bounds(beat):
-        """QRS onset/offset: where the spatial velocity exceeds 15% of its peak.
+        """QRS onset/offset: where the spatial velocity exceeds 12% of its peak.
 
         A running maximum over 30 ms bridges the slow summit of broad (blocked, paced) QRS
         complexes; it widens the region by exactly 15 ms on each side, taken back at the end.
         """
         v = maximum_filter1d(np.abs(np.diff(beat[INDEPENDENT], axis=1)).sum(0), int(30 * MS))
         centre = PRE - int(80 * MS) + int(np.argmax(v[PRE - int(80 * MS) : PRE + int(80 * MS)]))
-        above = v > 0.15 * v[centre]
+        above = v > 0.12 * v[centre]
         onset = centre
         while onset > 0 and above[onset - 1]:
             onset -= 1
@@ -264,7 +264,7 @@ def _limb_p2p(m):
 
 
 def test_voltage_findings(normal):
-    assert all(_sokolow(m) > 3.5 for m in measure(["LVH"]))
+    assert all(_sokolow(m) > 3.5 and m.axis() < 65 for m in measure(["LVH"]))  # axis turned leftwards
     assert all(_sokolow(m) < 3.5 for m in normal)
     for m in measure(["LVOLT"]):
         assert _limb_p2p(m) < 0.5
@@ -336,4 +336,4 @@ def test_incomplete_rbbb_atrial_enlargement_and_early_repolarisation(normal):
     # early repolarisation: ST elevation in V3 and the inferior leads, none in a normal ECG
     for m in measure(["ERP"]):
         assert m.st("V3") >= 0.15 and m.st("II") >= 0.08
-    assert all(m.st("V3") < 0.1 for m in normal)  # below the 0.15 mV of the elevation criteria
+    assert all(m.st("V3") < 0.15 for m in normal)  # below the elevation criteria (0.15-0.25 mV in V2-V3)

@@ -60,22 +60,24 @@ def _frontal(axis_deg, z):
 
 def sample_subjects(m: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     sex = rng.integers(0, 2, m)  # 0 male, 1 female (PTB-XL convention)
+    age = np.clip(rng.normal(60, 16, m), 18, 95).round().astype(int)
     return {
         "sex": sex,
-        "age": np.clip(rng.normal(60, 16, m), 18, 95).round().astype(int),
+        "age": age,
         "hr": np.clip(rng.normal(67, 8, m), 58, 98),
         "pr": np.clip(rng.normal(154, 20, m), 122, 196),
         "qrsd": np.clip(rng.normal(90, 7, m), 76, 104),
         "qtc": np.clip(rng.normal(398 + 10 * sex, 14, m), 370, 440),
-        # frontal QRS axis (degrees): normal adults span horizontal (about 0) to vertical (about 80)
-        "axis": np.clip(rng.normal(45, 22, m), -10, 80),
+        # frontal QRS axis (degrees): normal adults span horizontal (-30 to +30) to vertical (+60 to
+        # +90), turning leftwards with age; the ends are kept clear of the axis-deviation findings
+        "axis": np.clip(rng.normal(45 - 0.4 * (age - 60), 25, m), -25, 88),
         "post": np.clip(rng.normal(-0.08, 0.1, m), -0.28, 0.15),  # anterior (+) / posterior (-) part of the main R vector
         "habitus": np.exp(rng.normal(-0.05 * sex, 0.16, m)),  # overall voltage (chest wall, body size)
         "p_amp": rng.uniform(0.1, 0.2, m),
         "p_axis": np.clip(rng.normal(55, 12, m), 20, 80),
         "t_amp": rng.uniform(0.26, 0.45, m),
         "t_axis_off": rng.normal(0, 12, m),
-        "s_amp": rng.uniform(0.17, 0.32, m),
+        "s_amp": rng.uniform(0.21, 0.4, m),
     }
 
 
@@ -118,7 +120,11 @@ def ecg_parameters(findings: np.ndarray, subj: dict, rng: np.random.Generator) -
     qtc = np.clip(subj["qtc"] + rng.normal(0, 5, n), 370, 448) + np.where(wide, 20.0, 0.0)
     qtc = np.where(has("LNGQT"), u(500, 580), qtc)
     qrsd = np.clip(subj["qrsd"] + rng.normal(0, 3, n), 76, 106)
+    # a hypertrophied left ventricle takes longer to depolarise (QRS up to about 110 ms) and turns
+    # the axis leftwards (grown along a near-vertical axis its forces would also pass 8 mV inferiorly)
+    qrsd = np.where(has("LVH"), np.clip(qrsd + u(6, 14), 76, 112), qrsd)
     axis = subj["axis"] + rng.normal(0, 4, n)
+    axis = np.where(has("LVH"), np.minimum(axis, u(0, 50)), axis)
     axis = np.where(has("LAD"), u(-42, -34), axis)
     axis = np.where(has("LAFB"), u(-78, -55), axis)
     axis = np.where(has("RAD"), u(100, 140), axis)
@@ -166,10 +172,10 @@ def conducted_bumps(findings, subj, prm, rng):
     amp[np.ix_(no_p, P_BUMPS)] = 0.0
 
     # Normal ventricular depolarisation: septal (left to right, anterior), main, terminal.
-    mu[:, QS], sd[:, QS], amp[:, QS] = 11 * s, 6 * s, u(0.09, 0.17) * scale
+    mu[:, QS], sd[:, QS], amp[:, QS] = 11 * s, 6 * s, u(0.11, 0.21) * scale
     dirs[:, QS] = geo.unit(-0.6, 0.2, 0.4)
     # R and S as narrow as real ones: their steep slopes carry the QRS's 15-40 Hz power
-    mu[:, R], sd[:, R], amp[:, R] = 38 * s, 8.5 * s, u(0.87, 1.23) * scale
+    mu[:, R], sd[:, R], amp[:, R] = 38 * s, 8.5 * s, u(1.09, 1.54) * scale
     dirs[:, R] = main
     mu[:, S], sd[:, S], amp[:, S] = 71 * s, 7 * s, subj["s_amp"] * scale
     dirs[:, S] = geo.unit(0.0, -0.4, -0.8)
@@ -192,11 +198,11 @@ def conducted_bumps(findings, subj, prm, rng):
         amp[lbbb, S] = 0
         qrs_end[lbbb] = (104 + 2.3 * 19) * w
     if rbbb.any():  # normal start, late rightward-anterior R' and broad S in I/V6
-        width = u(132, 160)[rbbb]
-        sd[rbbb, RP] = 17.0
-        mu[rbbb, RP] = width - 2.2 * 17.0
-        amp[rbbb, RP] = u(0.4, 0.65)[rbbb] * scale[rbbb]
-        dirs[rbbb, RP] = geo.unit(-0.25, 0.05, 0.95)
+        width = u(142, 168)[rbbb]
+        sd[rbbb, RP] = 15.0
+        mu[rbbb, RP] = width - 2.2 * 15.0
+        amp[rbbb, RP] = u(0.45, 0.7)[rbbb] * scale[rbbb]
+        dirs[rbbb, RP] = geo.unit(-0.6, 0.05, 0.8)
         sd[rbbb, S] = 14 * s[rbbb]
         mu[rbbb, S] = 70 * s[rbbb]
         qrs_end[rbbb] = width
@@ -278,9 +284,10 @@ def conducted_bumps(findings, subj, prm, rng):
         dirs[m, ST] = geo.unit(-0.75, -0.45, -0.5)
         amp[m, ST] = u(0.17, 0.32)[m]
 
-    # LVH: bigger voltages (calibrated later) and, in a third, a strain pattern.
+    # LVH: bigger voltages (calibrated later), a strain pattern in half, lower T waves in the others
     lvh = has("LVH")
-    strain = lvh & (rng.random(n) < 0.35)
+    strain = lvh & (rng.random(n) < 0.5)
+    t_amp = np.where(lvh & ~strain, t_amp * u(0.45, 0.85), t_amp)
     if strain.any():
         t_dir[strain] = -dirs[strain, R]
         t_amp = np.where(strain, u(0.2, 0.35), t_amp)

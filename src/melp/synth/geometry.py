@@ -25,8 +25,8 @@ _CHEST = {  # angles of the usual horizontal-plane reference; gains fitted to LU
 }
 # The chest electrodes lie a few centimetres from the ventricular walls, so the QRS made in them
 # reaches the chest leads larger, against the P and T, than a distant dipole's projection: in
-# LUDB's ECGs chest R and S waves are about 1.6x what the gains above give when they fit the T.
-NEAR_FIELD_QRS_GAIN = 1.6
+# LUDB's ECGs chest R and S waves are about 1.3x what the gains above give when they fit the T.
+NEAR_FIELD_QRS_GAIN = 1.3
 _CHEST_TILT = 0.06  # small inferior component of every chest lead
 
 LEAD_I = np.array([1.0, 0.0, 0.0])
