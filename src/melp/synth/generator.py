@@ -238,7 +238,7 @@ def conducted_bumps(findings, subj, prm, rng):
     if has("LAFB").any():  # initial inferior-rightward forces: q in I/aVL, r in II/III/aVF
         m = has("LAFB")
         dirs[m, QS] = geo.unit(-0.45, 0.8, 0.3)
-        amp[m, QS] = u(0.15, 0.25)[m] * scale[m]
+        amp[m, QS] = u(0.19, 0.31)[m] * scale[m]
 
     secondary = lbbb | pace  # repolarisation opposite to the (abnormal) depolarisation
     if secondary.any():
@@ -258,8 +258,8 @@ def conducted_bumps(findings, subj, prm, rng):
     if mi.any():
         dirs[mi, IQ] = away[mi] / np.linalg.norm(away[mi], axis=1, keepdims=True)
         mu[mi, IQ], sd[mi, IQ] = 20.0, 12.0
-        amp[mi, IQ] = u(0.58, 0.87)[mi] * scale[mi]
-        amp[has("AMI"), IQ] *= 0.55  # the anterior chest leads, nearest to it, see it 2-3x larger
+        amp[mi, IQ] = u(0.72, 1.08)[mi] * scale[mi]  # as large against R as before R grew 1.8x
+        amp[has("AMI"), IQ] *= 0.6  # the anterior chest leads, nearest to it, see it 2-3x larger
         amp[has("AMI"), QS] *= 0.2  # septal necrosis: the septal r of V1-V2 is lost
         t_dir[mi] = t_dir[mi] + 1.3 * dirs[mi, IQ]
         t_dir[mi] /= np.linalg.norm(t_dir[mi], axis=1, keepdims=True)
