@@ -3,10 +3,10 @@
 One beat is a sum of K Gaussian bumps in time (P, septal q, R, S, R', delta wave, infarct Q,
 ST shift, two for the asymmetric T, pacing spike, the left atrium's late P, a J wave), each with a 3-D direction and amplitude.
 For every ECG we render up to three beat templates (conducted, premature atrial, premature
-ventricular) as dipole waveforms (3, W), place them at the beat times with a weighted
-``np.bincount`` (all ECGs of a batch at once), add atrial activity (fibrillation or flutter
-waves), project onto the recorded channels I, II, V1-V6, add noise there, and derive III, aVR,
-aVL and aVF exactly (``geometry.derive_12``).
+ventricular) straight into the recorded channels I, II, V1-V6 (8, W) (the QRS's bumps with the
+chest leads' near-field gain), place them at the beat times (the k-th beats of all ECGs of a
+batch at once), add atrial activity (fibrillation or flutter waves, projected), add noise, and
+derive III, aVR, aVL and aVF exactly (``geometry.derive_12``).
 
 Findings act on parameters: rate and RR pattern (rhythms), PR (AV block, WPW), which bumps
 exist and where they point (bundle branch blocks, infarcts, axis), amplitudes (LVH, low
@@ -258,7 +258,7 @@ def conducted_bumps(findings, subj, prm, rng):
     if mi.any():
         dirs[mi, IQ] = away[mi] / np.linalg.norm(away[mi], axis=1, keepdims=True)
         mu[mi, IQ], sd[mi, IQ] = 20.0, 12.0
-        amp[mi, IQ] = u(0.72, 1.08)[mi] * scale[mi]  # as large against R as before R grew 1.8x
+        amp[mi, IQ] = u(0.72, 1.08)[mi] * scale[mi]  # about 0.7 of the normal R (1.09-1.54)
         amp[has("AMI"), IQ] *= 0.6  # the anterior chest leads, nearest to it, see it 2-3x larger
         amp[has("AMI"), QS] *= 0.2  # septal necrosis: the septal r of V1-V2 is lost
         t_dir[mi] = t_dir[mi] + 1.3 * dirs[mi, IQ]
