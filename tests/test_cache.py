@@ -217,9 +217,11 @@ def test_real_ludb_cache(real_data, tmp_path):
     assert counts["records_written"] == 200 and counts["rejected"] == 0
     cache = ECGCache(tmp_path / "c")
     import wfdb
-    sig, fields = wfdb.rdsamp(str(real_data / "ludb" / "data" / "7"))
+    raw = wfdb.rdrecord(str(real_data / "ludb" / "data" / "7"), physical=False)  # LUDB: 1000 counts per mV
+    lead = raw.sig_name.index("ii")
+    expected = (raw.d_signal[:, lead] - raw.baseline[lead]) / 1000.0
     i = int(np.nonzero(cache.index["record_id"].to_numpy() == "7")[0][0])
-    np.testing.assert_allclose(cache.signal(i)[1], sig[:, fields["sig_name"].index("ii")], atol=6e-4)
+    np.testing.assert_allclose(cache.signal(i)[1], expected, atol=6e-4)
 
 
 def test_label_columns_are_lists_even_when_empty(tmp_path):
