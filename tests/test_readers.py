@@ -25,9 +25,11 @@ def digital_signal(n_leads: int = 12, n: int = T, seed: int = 0) -> np.ndarray:
 
 def write_wfdb(tmp_path, name, d_signal, sig_name, gain=200.0, baseline=0, units="mV", fmt="16",
                comments=None, fs=FS):
+    """``gain``: one for every lead, or one per lead."""
     n = d_signal.shape[1]
+    gains = list(gain) if np.ndim(gain) else [gain] * n
     wfdb.wrsamp(name, fs=fs, units=[units] * n, sig_name=list(sig_name), d_signal=d_signal,
-                fmt=[fmt] * n, adc_gain=[gain] * n, baseline=[baseline] * n,
+                fmt=[fmt] * n, adc_gain=gains, baseline=[baseline] * n,
                 comments=comments or [], write_dir=str(tmp_path))
     return tmp_path / name
 
@@ -97,16 +99,19 @@ def _limb_consistent_counts(seed: int = 3) -> np.ndarray:
     return d.astype(np.int16)
 
 
+def _count_ranges(d: np.ndarray) -> np.ndarray:
+    """Each lead's range of counts: the gains that make every lead read 1 mV peak to peak (LUDB 1.0.1)."""
+    return (d.max(0).astype(np.int64) - d.min(0)).astype(float)
+
+
 def test_gains_that_only_scale_each_lead_to_unit_range_are_replaced_by_one_gain(tmp_path):
     # LUDB 1.0.1 writes each lead's count range as its gain, so every lead reads 1 mV peak to peak
     # (and III != II - I in mV). The counts share one unit: they are read at 1000 per mV.
     d = _limb_consistent_counts()
-    gains = (d.max(0).astype(np.int64) - d.min(0)).astype(float)
-    wfdb.wrsamp("1", fs=FS, units=["mV"] * 12, sig_name=list(CANONICAL_LEADS), d_signal=d, fmt=["16"] * 12,
-                adc_gain=list(gains), baseline=[0] * 12, write_dir=str(tmp_path))
-    reference, _ = wfdb.rdsamp(str(tmp_path / "1"))
+    base = write_wfdb(tmp_path, "1", d, CANONICAL_LEADS, gain=_count_ranges(d))
+    reference, _ = wfdb.rdsamp(str(base))
     assert np.allclose(np.ptp(reference, axis=0), 1.0)  # what the header's gains say
-    record = read_record(tmp_path / "1")
+    record = read_record(base)
     np.testing.assert_allclose(record.signal, d.T / 1000.0, atol=1e-6)
     x = record.signal
     assert np.abs(x[2] - (x[1] - x[0])).max() < 1e-6
@@ -115,10 +120,8 @@ def test_gains_that_only_scale_each_lead_to_unit_range_are_replaced_by_one_gain(
 
 def test_per_lead_gains_are_kept_when_the_counts_do_not_share_one_unit(tmp_path):
     d = digital_signal(seed=4)  # independent leads: III != II - I in counts
-    gains = (d.max(0).astype(np.int64) - d.min(0)).astype(float)
-    wfdb.wrsamp("2", fs=FS, units=["mV"] * 12, sig_name=list(CANONICAL_LEADS), d_signal=d, fmt=["16"] * 12,
-                adc_gain=list(gains), baseline=[0] * 12, write_dir=str(tmp_path))
-    record = read_record(tmp_path / "2")
+    gains = _count_ranges(d)
+    record = read_record(write_wfdb(tmp_path, "2", d, CANONICAL_LEADS, gain=gains))
     np.testing.assert_allclose(record.signal, (d / gains).T, atol=1e-6)
     assert record.meta["notes"] == []
 

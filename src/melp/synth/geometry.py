@@ -57,9 +57,8 @@ _DERIVE[CANONICAL_LEADS.index("aVL"), :2] = (1.0, -0.5)  # aVL = I - II / 2
 _DERIVE[CANONICAL_LEADS.index("aVF"), :2] = (-0.5, 1.0)  # aVF = II - I / 2
 DERIVE = _DERIVE
 
-# Dipole -> 12 leads in one matrix (used to measure templates before they are placed).
-LEAD_VECTORS = (DERIVE @ RECORDED_VECTORS).astype(np.float32)
-QRS_LEAD_VECTORS = (DERIVE @ RECORDED_QRS_VECTORS).astype(np.float32)  # ... for the QRS's bumps
+# A QRS dipole -> 12 leads in one matrix (to measure QRS voltages on templates before placing them).
+QRS_LEAD_VECTORS = (DERIVE @ RECORDED_QRS_VECTORS).astype(np.float32)
 
 
 def derive_12(recorded: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
