@@ -135,8 +135,8 @@ def test_subjects_have_several_ecgs_and_keep_their_anatomy(batch):
 
 def test_measurements_describe_the_signal(batch):
     m = batch.measurements
-    afib = batch.findings[:, INDEX["AFIB"]] | batch.findings[:, INDEX["AFLT"]] | batch.findings[:, INDEX["PACE"]]
-    assert np.isnan(m["pr"][afib]).all() and np.isfinite(m["pr"][~afib]).all()
+    no_pr = batch.findings[:, [INDEX[x] for x in ("AFIB", "AFLT", "PACE", "3AVB")]].any(1)
+    assert np.isnan(m["pr"][no_pr]).all() and np.isfinite(m["pr"][~no_pr]).all()
     assert ((m["hr"] > 30) & (m["hr"] < 200)).all()
     lad = batch.findings[:, INDEX["LAFB"]]
     assert (m["qrs_axis"][lad] <= -45).all()

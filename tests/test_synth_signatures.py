@@ -181,6 +181,26 @@ def test_atrial_fibrillation_irregular_without_p(normal):
         assert np.isnan(m.pr_ms()) or m.pre_qrs_consistency() < 0.6
 
 
+def _unlinked_p_waves(m) -> tuple[int, int]:
+    """(beats, P waves) in lead II once the median beat is taken away at every beat: P waves at a
+    fixed place before each QRS go with the median beat, P waves that march on their own stay."""
+    inner = m.peaks[(m.peaks > PRE) & (m.peaks < m.sig.shape[1] - POST)]
+    residual = m.sig[L["II"]].copy()
+    for peak in inner:
+        residual[peak - PRE : peak + POST] -= m.median[L["II"]]
+    p_waves, _ = find_peaks(residual[inner[0] - PRE : inner[-1] + POST], height=0.05, distance=int(0.35 * FS))
+    return len(inner), len(p_waves)
+
+
+def test_complete_av_block_p_waves_march_through_a_slow_escape_rhythm():
+    for m in measure(["3AVB"], n=8):
+        assert 33 <= m.hr <= 52 and np.std(m.rr) / np.mean(m.rr) < 0.03
+        beats, p_waves = _unlinked_p_waves(m)
+        assert p_waves >= 1.25 * beats  # more atrial than ventricular beats, none tied to a QRS
+    for m in measure(["SBRAD"], n=4):  # as slow, but every P leads to a QRS
+        assert _unlinked_p_waves(m)[1] == 0
+
+
 def _troughs(m, lead="III"):
     """Prominent troughs of a lead (baseline removed): waves that keep coming between the beats."""
     x = m.sig[L[lead]] - np.convolve(m.sig[L[lead]], np.ones(251) / 251, mode="same")
@@ -244,7 +264,10 @@ def test_bundle_branch_blocks(normal):
         assert m.qrs_ms >= 120
         assert m.qrs("V1").sum() < 0  # QS / rS in V1
         assert m.q_wave("V6")[1] < 0.05 and m.q_wave("I")[1] < 0.05  # no septal q laterally
-        assert m.t_wave("V6") < 0  # discordant T
+        # discordant T, found 180-450 ms after QRS onset: the ST-T can leave the broad QRS without a
+        # clear J point, which the velocity threshold would then place late
+        after = m.median[L["V6"], m.onset + int(180 * MS) : m.onset + int(450 * MS)] - m.median[L["V6"], m.onset - int(16 * MS)]
+        assert after[np.argmax(np.abs(after))] < 0
 
 
 def test_axis_deviation(normal):

@@ -109,6 +109,9 @@ def ecg_parameters(findings: np.ndarray, subj: dict, rng: np.random.Generator) -
     flutter_ratio = rng.choice([2, 3, 4], n, p=[0.5, 0.15, 0.35])
     hr = np.where(has("AFLT"), flutter_rate / flutter_ratio, hr)
     hr = np.where(has("PACE"), u(60, 80), hr)
+    # complete AV block: the sinus node goes on at its own rate, the ventricles follow a junctional escape
+    atrial_rate = np.where(has("3AVB"), np.clip(subj["hr"] + rng.normal(4, 6, n), 60, 95), hr)
+    hr = np.where(has("3AVB"), u(35, 50), hr)
     rr = 60.0 / hr
 
     pr = subj["pr"] + rng.normal(0, 5, n) - np.where(has("STACH"), 12, 0)
@@ -133,7 +136,7 @@ def ecg_parameters(findings: np.ndarray, subj: dict, rng: np.random.Generator) -
     axis = np.where(has("RAD"), u(100, 140), axis)
 
     return {
-        "hr": hr, "rr": rr, "pr": pr, "qtc": qtc, "qrsd": qrsd, "axis": axis,
+        "hr": hr, "rr": rr, "atrial_rate": atrial_rate, "pr": pr, "qtc": qtc, "qrsd": qrsd, "axis": axis,
         "flutter_rate": flutter_rate, "flutter_ratio": flutter_ratio,
         "sarrh": has("SARRH"),
     }
@@ -171,7 +174,7 @@ def conducted_bumps(findings, subj, prm, rng):
         sd[lae, P2] = u(17, 21)[lae]
         mu[lae, P2] = mu[lae, P] + u(42, 55)[lae]
         dirs[lae, P2] = _frontal(u(15, 45)[lae], u(-0.9, -0.6)[lae])
-    no_p = has("AFIB") | has("AFLT") | has("PACE")
+    no_p = has("AFIB") | has("AFLT") | has("PACE") | has("3AVB")  # 3AVB: its P waves come with the atrial activity
     amp[np.ix_(no_p, P_BUMPS)] = 0.0
 
     # Normal ventricular depolarisation: septal (left to right, anterior), main, terminal.
@@ -501,7 +504,7 @@ def beat_schedule(findings, prm, rng):
     af = _has(findings, "AFIB")[:, None]
     af_rr = rr0 * np.exp(rng.uniform(0.16, 0.3, (n, 1)) * rng.standard_normal((n, MAX_BEATS)))
     af_rr = np.maximum(af_rr / np.exp(0.5 * 0.23**2), 0.3)
-    fixed = (_has(findings, "AFLT") | _has(findings, "PACE"))[:, None]
+    fixed = (_has(findings, "AFLT") | _has(findings, "PACE") | _has(findings, "3AVB"))[:, None]
     intervals = np.where(af, af_rr, np.where(fixed, rr0, sinus))
 
     # Premature beats: at least one of each labelled kind inside the 10 s, sometimes more.
@@ -552,8 +555,9 @@ def mean_rr(times, rr) -> np.ndarray:
 
 
 def atrial_waves(findings, prm, times, rng):
-    """Rows with fibrillation (f) or flutter (F) waves, and their dipole waveforms (rows, 3, T)."""
-    rows = np.flatnonzero(_has(findings, "AFIB") | _has(findings, "AFLT"))
+    """Rows with atrial activity of their own, and its dipole waveforms (rows, 3, T): fibrillation (f)
+    or flutter (F) waves, or the P waves that complete AV block leaves unconducted."""
+    rows = np.flatnonzero(_has(findings, "AFIB") | _has(findings, "AFLT") | _has(findings, "3AVB"))
     out = np.zeros((rows.size, 3, N_SAMPLES), dtype=np.float32)
     t = np.arange(N_SAMPLES, dtype=np.float32) / FS
     af = np.flatnonzero(_has(findings[rows], "AFIB"))
@@ -571,7 +575,22 @@ def atrial_waves(findings, prm, times, rng):
         out[fl] = (rng.uniform(0.18, 0.3, (fl.size, 1)) * saw)[:, None, :] * geo.unit(-0.1, 0.9, -0.35)[
             None, :, None
         ]
+    dissociated = np.flatnonzero(_has(findings[rows], "3AVB"))
+    if dissociated.size:
+        out[dissociated] = dissociated_p_waves(prm["atrial_rate"][rows[dissociated]], t, rng)
     return rows, out
+
+
+def dissociated_p_waves(rate: np.ndarray, t: np.ndarray, rng) -> np.ndarray:
+    """Dipole P waves (m, 3, T) at the sinus rate, in no relation to the QRS complexes: some fall
+    between beats, some on a QRS or a T wave."""
+    m = len(rate)
+    period = 60.0 / rate[:, None]
+    onsets = -rng.uniform(0, 1, (m, 1)) * period + period * np.arange(int(SECONDS * 95 / 60) + 2)
+    width = rng.uniform(0.018, 0.023, (m, 1, 1))  # a P of 85-105 ms
+    bumps = np.exp(-0.5 * np.square((t[None, None, :] - onsets[..., None] - 2.4 * width) / width)).sum(1)
+    size = rng.uniform(0.1, 0.2, (m, 1, 1))
+    return (size * _frontal(rng.uniform(40, 70, m), 0.15)[:, :, None] * bumps[:, None, :]).astype(np.float32)
 
 
 def fibrillation_waves(m: int, t: np.ndarray, rng) -> np.ndarray:

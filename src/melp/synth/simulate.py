@@ -181,9 +181,10 @@ def _measurements(findings, prm, beat, template, times) -> dict[str, np.ndarray]
 
     qrs_end = beat["qrs_end"]
     no_p = findings[:, INDEX["AFIB"]] | findings[:, INDEX["AFLT"]] | findings[:, INDEX["PACE"]]
-    pr = np.where(no_p, np.nan, prm["pr"])
+    no_pr = no_p | findings[:, INDEX["3AVB"]]  # complete AV block: P waves, but none leads to a QRS
+    pr = np.where(no_pr, np.nan, prm["pr"])
     # the rate the rhythm is named by: the sinus node's (premature beats leave it be) or the F waves'
-    atrial_rate = np.where(findings[:, INDEX["AFLT"]], prm["flutter_rate"], np.where(no_p, np.nan, prm["hr"]))
+    atrial_rate = np.where(findings[:, INDEX["AFLT"]], prm["flutter_rate"], np.where(no_p, np.nan, prm["atrial_rate"]))
     return {
         "hr": 60.0 / rr,
         "atrial_rate": atrial_rate,
@@ -192,7 +193,7 @@ def _measurements(findings, prm, beat, template, times) -> dict[str, np.ndarray]
         "qrs": qrs_end,
         "qt": beat["qt"],
         "qtc": beat["qt"] / np.sqrt(rr),
-        "p_axis": np.where(no_p, np.nan, axis(-prm["pr"], np.zeros(len(pr)))),
+        "p_axis": np.where(no_pr, np.nan, axis(-prm["pr"], np.zeros(len(pr)))),
         "qrs_axis": axis(np.zeros(len(pr)), qrs_end),
         "t_axis": axis(qrs_end, beat["qt"]),
     }
