@@ -1,8 +1,8 @@
-"""Properties of every simulated ECG, over 36,364 records: finite, physiological, exact limb
+"""Properties of every simulated ECG, over 29,668 records: finite, physiological, exact limb
 leads, and the rates, intervals and axes its findings promise (docs/synth.md, "Findings").
 
 Records, none left out: the sampler's own mix (5 seeds x 2048), every set of findings the sampler
-allows with one rhythm and up to three other findings (8708 sets), each forced on 3 ECGs (larger
+allows with one rhythm and up to three other findings (6476 sets), each forced on 3 ECGs (larger
 sets come from the mix), and the 100 ECGs of the blow-up reported in issue 10. Signals are simulated without noise, at the simulator's only
 rate, 500 Hz: the promises are about the heart, and noise is added after it. Each batch is one
 test case, so that a failure names the records (seed, index, findings) that broke a promise.

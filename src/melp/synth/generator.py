@@ -41,9 +41,6 @@ LVH_PEAK_MV = 5.0  # about the tallest QRS deflection hypertrophy gives any lead
 LVH_SOKOLOW_MIN = 3.7  # a Sokolow-Lyon index clearly above the 3.5 mV criterion
 LEAD = {name: i for i, name in enumerate(CANONICAL_LEADS)}
 MIN_NET_AXIS = 0.3  # least net QRS area along the axis, as a share of R's: a clearly defined axis
-# Where the T points with ischaemia of one wall: away from it, so that it is inverted in that wall's
-# leads (anterior: V1-V4; inferior: III, aVF and mostly II; lateral: I, aVL, V6 and mostly V5)
-ISCHAEMIA_T = {"ISCAN": (0.55, 0.45, -0.75), "ISCIN": (0.6, -0.6, 0.5), "ISCLA": (-0.65, 0.55, 0.5)}
 
 
 def _has(findings: np.ndarray, name: str) -> np.ndarray:
@@ -299,19 +296,6 @@ def conducted_bumps(findings, subj, prm, rng):
         t_amp = np.where(strain, u(0.2, 0.35), t_amp)
         dirs[strain, ST] = -dirs[strain, R]
         amp[strain, ST] = u(0.06, 0.12)[strain]
-
-    # Ischaemia of one wall: the T turned away from that wall (inverted in its leads, upright in the
-    # others), with a small ST depression in the same leads in half. Last, so that it holds whatever
-    # an infarct or a strain pattern did to the T.
-    for name, away in ISCHAEMIA_T.items():
-        m = has(name)
-        if m.any():
-            jitter = rng.normal(0, 0.1, (n, 3))[m]
-            t_dir[m] = geo.unit(*(np.asarray(away) + jitter).T)
-            t_amp = np.where(m, u(0.2, 0.4), t_amp)
-            depressed = m & (rng.random(n) < 0.5)
-            dirs[depressed, ST] = t_dir[depressed]
-            amp[depressed, ST] = u(0.04, 0.1)[depressed]
 
     sd[:, T2] = u(26, 34)
     t_peak = prm["qt"] - 2.6 * sd[:, T2]
