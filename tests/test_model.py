@@ -271,6 +271,44 @@ def test_text_dropout_setting_reaches_every_text_dropout(text_dir):
     assert torch.equal(a, b)
 
 
+def test_cached_frozen_text_states_give_the_same_losses_and_gradients(text_dir):
+    cfg = small_config(text_dir)
+    cfg.text.dropout = 0.0
+    torch.manual_seed(0)
+    plain = melp.MELP(cfg).train()
+    cfg.text.cache_frozen_states = True
+    cached = melp.MELP(cfg).train()
+    cached.load_state_dict(plain.state_dict())
+    x = torch.rand(3, 12, 2000)
+    reports = ["Sinus rhythm. Normal ECG.", "Atrial fibrillation. Left axis deviation. Abnormal ECG.",
+               "Sinus rhythm with 1st degree A-V block. Abnormal ECG."]
+    first = plain.tokenize(reports)
+    mixed = plain.tokenize([reports[1], "Sinus bradycardia. Borderline ECG.", reports[0]])  # cached, new, cached
+
+    def loss_and_grads(model, tokens):
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(1)  # the same ECG dropout in both models
+        loss = model(x, tokens)["loss"]
+        loss.backward()
+        return loss, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+    for tokens in (first, mixed, first):
+        (loss_p, grads_p), (loss_c, grads_c) = loss_and_grads(plain, tokens), loss_and_grads(cached, tokens)
+        assert torch.allclose(loss_p, loss_c, atol=1e-6)
+        assert grads_p.keys() == grads_c.keys()
+        assert all(torch.allclose(grads_p[n], grads_c[n], atol=1e-6) for n in grads_p)
+    assert len(cached.text_encoder._frozen_cache) == 4  # each distinct report once
+    with torch.no_grad():  # new frozen weights (e.g. load_state_dict): the cache starts again
+        for model in (plain, cached):
+            model.text_encoder.model.encoder.layer[0].output.dense.weight.mul_(1.5)
+    assert torch.allclose(loss_and_grads(plain, mixed)[0], loss_and_grads(cached, mixed)[0], atol=1e-6)
+    assert len(cached.text_encoder._frozen_cache) == 3
+    cached.eval()  # outside training nothing is cached (a retrieval over many reports)
+    with torch.no_grad():
+        cached.text_encoder(cached.tokenize(["Atrial fibrillation. Abnormal ECG."]))
+    assert len(cached.text_encoder._frozen_cache) == 3
+
+
 def test_paper_preset_asks_for_its_text_model():
     with pytest.raises(ValueError, match="text.source is not set.*BERT-base folder"):
         melp.MELP.from_preset("paper")

@@ -73,6 +73,10 @@ class TextConfig:
     freeze_embeddings: bool = True  # melp's presets; the reference trains the embeddings (paper: false)
     sentence_tail: bool = True  # text after the last '.' is a sentence (the reference drops it: paper false)
     dropout: float | None = None  # hidden and attention dropout of the text model; None: its own (BERT: 0.1)
+    # keep, per report, the states the frozen layers give it during training, so each report runs through
+    # them once, not once per epoch (needs frozen embeddings and no dropout; memory: about
+    # tokens x hidden x 4 bytes per report, at most FROZEN_CACHE_BYTES)
+    cache_frozen_states: bool = False
 
 
 @dataclass

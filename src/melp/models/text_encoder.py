@@ -125,6 +125,30 @@ def build_random_text_model(out_dir: str | Path, hidden_size: int = 768, layers:
     return out_dir
 
 
+FROZEN_CACHE_BYTES = 4 << 30  # the frozen layers' states kept for at most this much (then computed each time)
+
+
+class _GivenStates(nn.Module):
+    """Stands in for the text model's embeddings module: hands the layers states computed earlier."""
+
+    def __init__(self, states: Tensor):
+        super().__init__()
+        self.states = states
+
+    def forward(self, **_) -> Tensor:
+        return self.states
+
+
+@contextlib.contextmanager
+def _replaced(module: nn.Module, name: str, stand_in: nn.Module):
+    original = getattr(module, name)
+    setattr(module, name, stand_in)
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
+
+
 class TextEncoder(nn.Module):
     def __init__(self, cfg: TextConfig, embed_dim: int, load_weights: bool = True):
         super().__init__()
@@ -218,11 +242,61 @@ class TextEncoder(nn.Module):
     def states(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                position_ids: Tensor | None = None) -> Tensor:
         """Last-layer token states (B, L, hidden) under the causal (decoder) mask."""
+        n_frozen = self._cacheable_layers()
+        if not n_frozen or attention_mask is None:
+            return self._run(input_ids, attention_mask, position_ids)
+        prefix = self._frozen_states(input_ids, attention_mask, position_ids, n_frozen)
+        layers = self.model.encoder.layer
+        with _replaced(self.model, "embeddings", _GivenStates(prefix)), \
+                _replaced(self.model.encoder, "layer", nn.ModuleList(layers[n_frozen:])):
+            return self._run(input_ids, attention_mask, position_ids)
+
+    def _run(self, input_ids, attention_mask, position_ids) -> Tensor:
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else self.model.dtype
         with attention_backend(input_ids.shape[1], dtype, input_ids.device):
             out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                              use_cache=False)
         return out.last_hidden_state
+
+    def _cacheable_layers(self) -> int:
+        """How many leading layers give each report the same states at every step (0: no caching):
+        with ``cache_frozen_states``, in training, when the embeddings and those layers are frozen
+        and the model has no dropout."""
+        if not (self.cfg.cache_frozen_states and self.training and self.cfg.freeze_embeddings):
+            return 0
+        config = self.model.config
+        if getattr(config, "hidden_dropout_prob", 1.0) or getattr(config, "attention_probs_dropout_prob", 1.0):
+            return 0
+        return int(len(self.model.encoder.layer) * self.cfg.freeze_fraction)
+
+    def _frozen_states(self, input_ids, attention_mask, position_ids, n_frozen: int) -> Tensor:
+        """The frozen layers' states (B, L, hidden), each report's from the cache or computed now
+        (and kept). Padding positions get zeros: under the causal mask no real token sees them."""
+        frozen = [*self.model.embeddings.parameters(), *self.model.encoder.layer[:n_frozen].parameters()]
+        version = tuple((p.data_ptr(), p._version) for p in frozen)  # new weights: start again
+        if getattr(self, "_frozen_version", None) != version:
+            self._frozen_cache, self._frozen_bytes, self._frozen_version = {}, 0, version
+        cache = self._frozen_cache
+        lengths = attention_mask.sum(dim=1).tolist()
+        keys = [tuple(input_ids[b, :n].tolist()) for b, n in enumerate(lengths)]
+        missing = [b for b, key in enumerate(keys) if key not in cache]
+        fresh = {}
+        if missing:
+            rows = torch.tensor(missing, device=input_ids.device)
+            with torch.no_grad(), _replaced(self.model.encoder, "layer",
+                                            nn.ModuleList(self.model.encoder.layer[:n_frozen])):
+                computed = self._run(input_ids[rows], attention_mask[rows],
+                                     None if position_ids is None else position_ids[rows])
+            for row, b in enumerate(missing):
+                fresh[keys[b]] = computed[row, :lengths[b]].clone()
+                if self._frozen_bytes < FROZEN_CACHE_BYTES:
+                    cache[keys[b]] = fresh[keys[b]]
+                    self._frozen_bytes += fresh[keys[b]].nbytes
+        found = [fresh.get(key, cache.get(key)) for key in keys]
+        out = found[0].new_zeros(len(keys), input_ids.shape[1], found[0].shape[-1])
+        for b, states in enumerate(found):
+            out[b, :len(states)] = states
+        return out
 
     def step(self, input_ids: Tensor, cache=None):
         """Incremental causal encoding for generation: the states of ``input_ids`` (the new positions,

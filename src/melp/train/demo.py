@@ -103,9 +103,10 @@ def build_caches(out: Path, roots: dict[str, Path], preprocess) -> dict[str, Pat
     from melp.data.cache import build_cache
 
     caches = {}
+    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 4)
     for name, root in roots.items():
         caches[name] = out / "cache" / name
-        summary = build_cache(get_adapter(name), root, caches[name], preprocess, workers=1, overwrite=True)
+        summary = build_cache(get_adapter(name), root, caches[name], preprocess, workers=workers, overwrite=True)
         print(f"{name}: {summary['records_written']} records cached, {summary['rejected']} rejected")
     return caches
 
