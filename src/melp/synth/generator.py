@@ -47,6 +47,17 @@ def _has(findings: np.ndarray, name: str) -> np.ndarray:
     return findings[:, INDEX[name]]
 
 
+# Rhythms whose beat template has no P wave before the QRS, so no PR: no atrial depolarisation
+# (fibrillation, flutter, ventricular pacing) or P waves that conduct to no QRS (complete AV block,
+# whose P waves come with the atrial activity)
+NO_PR_RHYTHMS = ("AFIB", "AFLT", "PACE", "3AVB")
+
+
+def without_pr(findings: np.ndarray) -> np.ndarray:
+    """(n,) bool: the ECGs whose rhythm is one of NO_PR_RHYTHMS."""
+    return findings[:, [INDEX[name] for name in NO_PR_RHYTHMS]].any(1)
+
+
 def _frontal(axis_deg, z):
     """Unit vectors with frontal angle axis_deg (0 = left, 90 = inferior) and anterior part z."""
     a = np.radians(axis_deg)
@@ -171,8 +182,7 @@ def conducted_bumps(findings, subj, prm, rng):
         sd[lae, P2] = u(17, 21)[lae]
         mu[lae, P2] = mu[lae, P] + u(42, 55)[lae]
         dirs[lae, P2] = _frontal(u(15, 45)[lae], u(-0.9, -0.6)[lae])
-    no_p = has("AFIB") | has("AFLT") | has("PACE") | has("3AVB")  # 3AVB: its P waves come with the atrial activity
-    amp[np.ix_(no_p, P_BUMPS)] = 0.0
+    amp[np.ix_(without_pr(findings), P_BUMPS)] = 0.0
 
     # Normal ventricular depolarisation: septal (left to right, anterior), main, terminal.
     mu[:, QS], sd[:, QS], amp[:, QS] = 11 * s, 6 * s, u(0.11, 0.21) * scale
@@ -570,7 +580,7 @@ def dissociated_p_waves(rate: np.ndarray, t: np.ndarray, rng) -> np.ndarray:
     between beats, some on a QRS or a T wave."""
     m = len(rate)
     period = 60.0 / rate[:, None]
-    onsets = -rng.uniform(0, 1, (m, 1)) * period + period * np.arange(int(SECONDS * 95 / 60) + 2)
+    onsets = -rng.uniform(0, 1, (m, 1)) * period + period * np.arange(int(SECONDS * rate.max() / 60) + 2)
     width = rng.uniform(0.018, 0.023, (m, 1, 1))  # a P of 85-105 ms
     bumps = np.exp(-0.5 * np.square((t[None, None, :] - onsets[..., None] - 2.4 * width) / width)).sum(1)
     size = rng.uniform(0.1, 0.2, (m, 1, 1))

@@ -180,8 +180,8 @@ def _measurements(findings, prm, beat, template, times) -> dict[str, np.ndarray]
         return geo.frontal_axis((leads[:, i_lead] * win).sum(1), (leads[:, avf] * win).sum(1))
 
     qrs_end = beat["qrs_end"]
-    no_p = findings[:, INDEX["AFIB"]] | findings[:, INDEX["AFLT"]] | findings[:, INDEX["PACE"]]
-    no_pr = no_p | findings[:, INDEX["3AVB"]]  # complete AV block: P waves, but none leads to a QRS
+    no_pr = gen.without_pr(findings)
+    no_p = no_pr & ~findings[:, INDEX["3AVB"]]  # complete AV block: P waves, but none leads to a QRS
     pr = np.where(no_pr, np.nan, prm["pr"])
     # the rate the rhythm is named by: the sinus node's (premature beats leave it be) or the F waves'
     atrial_rate = np.where(findings[:, INDEX["AFLT"]], prm["flutter_rate"], np.where(no_p, np.nan, prm["atrial_rate"]))
