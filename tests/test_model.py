@@ -130,6 +130,53 @@ def test_forward_shapes_losses_and_frozen_layers(text_dir):
     assert model.decoder.vocab.weight.grad.abs().sum() > 0
 
 
+def test_a_caption_vocabulary_of_some_tokens_is_the_full_softmax_with_the_others_at_minus_infinity(text_dir):
+    """``decoder.output_tokens``: the caption loss is the full vocabulary's cross-entropy with every
+    other logit at -inf, a target outside the tokens counts as [UNK], and generation writes only them."""
+    from melp.models.generation import generate_ids
+    from melp.models.melp import caption_targets
+
+    torch.manual_seed(0)
+    full = melp.MELP(small_config(text_dir)).eval()
+    tok = full.text_encoder.tokenizer
+    kept = sorted({*tok(REPORTS, add_special_tokens=False)["input_ids"][0],
+                   *tok(REPORTS, add_special_tokens=False)["input_ids"][1], tok.sep_token_id, tok.unk_token_id})
+    cfg = small_config(text_dir)
+    cfg.decoder.output_tokens = kept
+    part = melp.MELP(cfg).eval()
+    state = full.state_dict()
+    state["decoder.vocab.weight"] = state["decoder.vocab.weight"][kept]
+    part.load_state_dict(state)
+    assert part.decoder.vocab.weight.shape[0] == len(kept) < full.decoder.vocab.weight.shape[0]
+
+    x = torch.rand(3, 12, 1000)
+    tokens = full.tokenize([*REPORTS, "left axis. normal ecg."])
+    unseen = sorted(set(tok("left axis.", add_special_tokens=False)["input_ids"]) - set(kept))
+    assert len(unseen) == 2  # "left", "axis"
+    with torch.no_grad():
+        ecg_tokens = full.encode_ecg(x)["tokens"]
+        states = full.encode_text(tokens)["states"][:, :-1]
+        targets = caption_targets(tokens)
+        keep = targets != -100
+        logits = full.decoder.vocab(full.decoder.hidden(states, ecg_tokens))[keep]
+        outside = torch.ones(logits.shape[1], dtype=torch.bool)
+        outside[kept] = False
+        expected_targets = targets[keep].masked_fill(torch.isin(targets[keep], torch.tensor(unseen)), tok.unk_token_id)
+        expected = F.cross_entropy(logits.masked_fill(outside, float("-inf")), expected_targets)
+        torch.testing.assert_close(part(x, tokens)["loss_caption"], expected, rtol=1e-5, atol=1e-6)
+        h = part.decoder.hidden(states, ecg_tokens)
+        token_logits = part.decoder.token_logits(h)
+        assert token_logits.shape[-1] == len(tok)
+        assert torch.isneginf(token_logits[..., outside]).all()
+        torch.testing.assert_close(token_logits[..., kept], full.decoder.vocab(h)[..., kept])
+        generated = generate_ids(part, x, beams=2, max_len=12)
+    assert all(set(ids) <= set(kept) for ids in generated) and any(generated)
+
+    with pytest.raises(ValueError, match="UNK"):
+        cfg.decoder.output_tokens = [i for i in kept if i != tok.unk_token_id]
+        melp.MELP(cfg)
+
+
 def test_feature_extractor_gradient_is_scaled(text_dir):
     cfg = small_config(text_dir).ecg
     grads = {}

@@ -149,6 +149,36 @@ def test_pretrain_writes_run_folder_and_loadable_model(micro, tmp_path):
     assert (run_dir / "model_best" / "model.safetensors").is_file()
 
 
+def test_corpus_caption_vocab_is_the_training_reports_tokens_and_survives_save_and_load(micro, tmp_path):
+    import melp
+    from melp.data.cache import ECGCache
+    from melp.models.text_encoder import load_tokenizer
+    from melp.train.pretrain import pretrain, with_corpus_caption_vocab
+
+    cfg, _ = micro
+    with pytest.raises(ValueError, match="caption_vocab must be"):
+        with_corpus_caption_vocab(apply_overrides(cfg, ["caption_vocab=some"]))
+    cfg = apply_overrides(cfg, [f"output.dir={tmp_path / 'run'}", "trainer.max_epochs=1", "caption_vocab=corpus"])
+    run_dir = pretrain(cfg, progress=False)
+
+    cache = ECGCache(cfg["data"]["cache"])
+    train = cache.index[(cache.index["split"] == "train") & (cache.index["report"].str.strip() != "")]
+    tokenizer = load_tokenizer(Path(yaml.safe_load(Path(cfg["model"]).read_text())["text"]["source"]))
+    expected = {tokenizer.sep_token_id, tokenizer.unk_token_id}
+    for report in train["report"]:
+        expected |= set(tokenizer(report, add_special_tokens=False)["input_ids"])
+    assert 20 < len(expected) < 1000
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["model_overrides"]["decoder"]["output_tokens"] == sorted(expected)
+    for folder in ("model", "model_best"):  # model_best: rebuilt from the config and a Lightning checkpoint
+        model = melp.load(run_dir / folder)
+        assert model.config.decoder.output_tokens == sorted(expected)
+        assert model.decoder.vocab.out_features == len(expected)
+    report = model.generate(np.random.default_rng(0).normal(size=(1, 12, 1000)).astype(np.float32), fs=100,
+                            beams=1, max_len=16)[0]
+    assert set(tokenizer(report, add_special_tokens=False)["input_ids"]) <= expected
+
+
 def test_compiled_ecg_encoder_trains_as_the_eager_one(micro, tmp_path, monkeypatch):
     """trainer.compile_ecg_encoder: the same run (one epoch with validation) gives the eager run's losses
     and weights to fp32 rounding, under the same checkpoint keys (Module.compile keeps the state dict's

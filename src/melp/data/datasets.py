@@ -115,6 +115,11 @@ class ECGTextDataset(_CacheDataset):
         self.rows = self.rows[np.array([bool(str(reports[r]).strip()) for r in self.rows], dtype=bool)]
         self._reports = reports
 
+    @property
+    def reports(self) -> list[str]:
+        """The report of every pair, in order."""
+        return [str(self._reports[r]) for r in self.rows]
+
     def batch(self, items) -> dict:
         """``{"ecg": (B, 12, n), "report": list[str], "index": LongTensor(B)}``."""
         rows = self.rows[np.asarray(items, dtype=np.int64)]

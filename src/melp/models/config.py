@@ -61,6 +61,9 @@ class DecoderConfig:
     layers: int = 6
     heads: int = 8
     mlp_ratio: float = 4.0
+    # token ids of the vocabulary projection; None: the tokenizer's whole vocabulary (the paper).
+    # `melp pretrain` fills it with the training reports' tokens when `caption_vocab: corpus`.
+    output_tokens: list[int] | None = None
 
 
 @dataclass

@@ -3,9 +3,14 @@
 Each layer: a causal self-attention block, then a cross-attention block over the pooled ECG tokens
 (pre-LN residual blocks, each with its MLP); a final LayerNorm and a vocabulary projection.
 Its input is the causal text encoder's token states, so no position embedding of its own.
+
+The vocabulary projection may cover only some token ids (``output_tokens``, e.g. those of the
+training reports): its softmax is then the full vocabulary's with every other logit at -inf. On the
+demo's CPU step the full projection (30,523 MiniLM tokens) was the largest single cost.
 """
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from melp.models.attention import Attention
@@ -38,14 +43,31 @@ class Block(nn.Module):
 
 class CaptionDecoder(nn.Module):
     def __init__(self, input_dim: int, width: int, layers: int, heads: int, mlp_ratio: float,
-                 context_dim: int, vocab_size: int):
+                 context_dim: int, vocab_size: int, output_tokens: list[int] | None = None,
+                 unk_id: int | None = None):
+        """``output_tokens``: the token ids the projection covers (all ``vocab_size`` when None); a
+        target outside them counts as ``unk_id``, which must be among them."""
         super().__init__()
+        self.vocab_size = vocab_size
         # text-encoder states -> decoder width (identity when they already match)
         self.input_proj = nn.Linear(input_dim, width) if input_dim != width else nn.Identity()
         self.self_blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(layers))
         self.cross_blocks = nn.ModuleList(Block(width, heads, mlp_ratio, context_dim) for _ in range(layers))
         self.norm = nn.LayerNorm(width)
-        self.vocab = nn.Linear(width, vocab_size, bias=False)  # bias-free, as the reference
+        ids = rows = None
+        if output_tokens is not None:
+            ids = sorted(set(int(i) for i in output_tokens))
+            if not ids or ids[0] < 0 or ids[-1] >= vocab_size:
+                raise ValueError(f"decoder.output_tokens must be token ids in [0, {vocab_size})")
+            if unk_id not in ids:
+                raise ValueError(f"decoder.output_tokens must include the [UNK] id {unk_id}: targets outside "
+                                 "them count as [UNK]")
+            rows = torch.full((vocab_size,), ids.index(unk_id))  # token id -> row of the projection
+            rows[ids] = torch.arange(len(ids))
+            ids = torch.tensor(ids)
+        self.register_buffer("output_ids", ids, persistent=False)
+        self.register_buffer("target_rows", rows, persistent=False)
+        self.vocab = nn.Linear(width, vocab_size if ids is None else len(ids), bias=False)  # bias-free, as the reference
         nn.init.normal_(self.vocab.weight, std=width ** -0.5)  # open_clip's intent; the reference left it uninitialised
 
     def hidden(self, text_states: Tensor, ecg_tokens: Tensor | None = None, state: dict | None = None) -> Tensor:
@@ -67,10 +89,21 @@ class CaptionDecoder(nn.Module):
 
     def forward(self, text_states: Tensor, ecg_tokens: Tensor, targets: Tensor,
                 ignore_index: int = -100) -> tuple[Tensor, Tensor]:
-        """Logits only where a target exists: returns (logits (N, V), targets (N,))."""
+        """Logits only where a target exists: returns (logits (N, rows), targets (N,) as rows of the
+        projection: the token ids themselves unless ``output_tokens`` is set)."""
         h = self.hidden(text_states, ecg_tokens)
         keep = targets != ignore_index
-        return self.vocab(h[keep]), targets[keep]
+        targets = targets[keep]
+        return self.vocab(h[keep]), targets if self.output_ids is None else self.target_rows[targets]
+
+    def token_logits(self, h: Tensor) -> Tensor:
+        """(..., width) final states -> (..., vocab_size) logits over every token id: -inf for the
+        ids outside ``output_tokens``."""
+        logits = self.vocab(h)
+        if self.output_ids is None:
+            return logits
+        full = logits.new_full((*logits.shape[:-1], self.vocab_size), float("-inf"))
+        return full.index_copy_(-1, self.output_ids, logits)
 
     def reorder_state(self, state: dict, index: Tensor) -> None:
         """Beam search: keep the rows ``index`` of every cached tensor."""

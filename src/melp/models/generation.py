@@ -30,7 +30,7 @@ class _Stepper:
         else:
             states, self.text_cache = enc.step(seq if first else seq[:, -1:], self.text_cache)
         h = self.model.decoder.hidden(states, self.ecg_tokens if first else None, self.state)
-        logits = self.model.decoder.vocab(h[:, -1]).float()
+        logits = self.model.decoder.token_logits(h[:, -1]).float()
         logits[:, self.banned] = float("-inf")
         return logits.log_softmax(dim=-1)
 

@@ -64,7 +64,9 @@ class MELP(nn.Module):
             self.text_encoder = TextEncoder(config.text, dim, load_text_weights)
             vocab = self.text_encoder.model.get_input_embeddings().num_embeddings
             self.decoder = CaptionDecoder(self.text_encoder.hidden_size, dec.width, dec.layers, dec.heads,
-                                          dec.mlp_ratio, context_dim=dec.width, vocab_size=vocab)
+                                          dec.mlp_ratio, context_dim=dec.width, vocab_size=vocab,
+                                          output_tokens=dec.output_tokens,
+                                          unk_id=self.text_encoder.tokenizer.unk_token_id)
 
     # ------------------------------------------------------------------ construction
 

@@ -73,19 +73,36 @@ def quiet_hf():
             hf_logging.enable_progress_bar()
 
 
-def load_text_model(path: Path, load_weights: bool = True, dropout: float | None = None):
-    """(tokenizer with [BOS], causal HF model with room for [BOS]) from a local folder.
-
-    A folder with a config and a tokenizer but no weights (or ``load_weights=False``) gives a randomly
-    initialised model of that shape: what a converter fills from a checkpoint, and a stand-in for
-    benchmarks and tests. ``dropout`` replaces the model's hidden and attention dropout (None: keep)."""
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+def load_tokenizer(path: Path):
+    """The text model's tokenizer from a local folder, with [BOS] added."""
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if tokenizer.bos_token is None or tokenizer.bos_token != BOS_TOKEN:
         tokenizer.add_special_tokens({"bos_token": BOS_TOKEN})
     if None in (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id):
         raise ValueError(f"text model {path}: its tokenizer needs [CLS], [SEP] and [PAD] tokens (BERT family)")
+    return tokenizer
+
+
+def report_pieces(tokenizer, reports: list[str], max_length: int) -> list[list[int]]:
+    """Each report's token ids without special tokens, cut to fit ``max_length`` with the [BOS],
+    [SEP] and final [CLS] that ``TextEncoder.tokenize`` adds (over-long reports lose their end)."""
+    texts = [str(r) for r in reports]
+    if not texts:
+        return []
+    return tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_length - 3)["input_ids"]
+
+
+def load_text_model(path: Path, load_weights: bool = True, dropout: float | None = None):
+    """(tokenizer with [BOS], causal HF model with room for [BOS]) from a local folder.
+
+    A folder with a config and a tokenizer but no weights (or ``load_weights=False``) gives a randomly
+    initialised model of that shape: what a converter fills from a checkpoint, and a stand-in for
+    benchmarks and tests. ``dropout`` replaces the model's hidden and attention dropout (None: keep)."""
+    from transformers import AutoConfig, AutoModel
+
+    tokenizer = load_tokenizer(path)
     has_weights = any((path / name).is_file() for name in WEIGHT_FILES)
     config = AutoConfig.from_pretrained(path, local_files_only=True, is_decoder=True)
     if dropout is not None:
@@ -219,10 +236,7 @@ class TextEncoder(nn.Module):
         tokens, as in the reference."""
         if isinstance(reports, str):
             raise TypeError("tokenize expects a list of reports, not one string")
-        budget = self.cfg.max_length - 3  # [BOS], [SEP] and the final [CLS]
-        texts = [str(r) for r in reports]
-        pieces = self.tokenizer(texts, add_special_tokens=False, truncation=True,
-                                max_length=budget)["input_ids"] if texts else []
+        pieces = report_pieces(self.tokenizer, reports, self.cfg.max_length)
         cls_position = self.cfg.max_length - 1
         length = max((len(p) + 3 for p in pieces), default=3)
         shape = (len(pieces), length)

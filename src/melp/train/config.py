@@ -88,4 +88,5 @@ def parse_value(raw: str):
 
 
 def save_config(cfg: dict, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    # lists of numbers on one line (a corpus caption vocabulary is a list of ~1000 token ids)
+    Path(path).write_text(yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None))

@@ -17,7 +17,7 @@ import argparse
 import copy
 from pathlib import Path
 
-from melp.train.config import add_set_argument, apply_overrides, load_config, save_config
+from melp.train.config import add_set_argument, apply_overrides, apply_values, load_config, save_config
 
 # command-line flags that are shortcuts for trainer.* keys of the config
 TRAINER_FLAGS = {"devices": "devices", "strategy": "strategy", "num_nodes": "num_nodes",
@@ -96,6 +96,34 @@ def build_model(cfg: dict):
     return MELP(model_config(cfg))
 
 
+def with_corpus_caption_vocab(cfg: dict, reports: list[str] | None = None) -> dict:
+    """``caption_vocab: corpus``: ``cfg`` with the caption decoder's output vocabulary
+    (``model_overrides.decoder.output_tokens``) set to the tokens of the training reports, [SEP]
+    (which ends each) and [UNK] (which stands for a held-out report's token the training reports
+    lack). Its softmax then spans those alone: a few hundred tokens in the demo instead of MiniLM's
+    30,523, whose projection was about a third of the demo's CPU step (docs/speed.md). ``full`` (the
+    default, the paper's): ``cfg`` unchanged. ``reports``: these instead of the cache's training reports."""
+    from melp.data.cache import ECGCache
+    from melp.models.text_encoder import load_tokenizer, report_pieces, resolve_text_model
+    from melp.train.datamodule import pairs
+
+    mode = cfg.get("caption_vocab", "full")
+    if mode not in ("full", "corpus"):
+        raise ValueError(f"caption_vocab must be 'full' or 'corpus', got {mode!r}")
+    if mode == "full":
+        return cfg
+    text = model_config(cfg).text
+    if text is None:
+        raise ValueError("caption_vocab: corpus needs a model with a text tower")
+    tokenizer = load_tokenizer(resolve_text_model(text.source))
+    if reports is None:
+        data = cfg["data"]
+        reports = pairs(ECGCache(data["cache"]), data.get("train_split", "train")).reports
+    ids = set().union(*report_pieces(tokenizer, reports, text.max_length))
+    ids |= {tokenizer.sep_token_id, tokenizer.unk_token_id}
+    return apply_values(cfg, {"model_overrides.decoder.output_tokens": sorted(ids)})
+
+
 def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Path:
     """Train per ``cfg`` and return the run folder (which holds ``model/``)."""
     import lightning as L
@@ -116,6 +144,7 @@ def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Pat
     ckpt_path = resume_checkpoint(ckpt_dir, resume) if resume else None  # a bad one fails before any work
     L.seed_everything(seed, workers=True, verbose=False)
 
+    cfg = with_corpus_caption_vocab(cfg)
     model = build_model(cfg)
     model.train()  # Hugging Face loads the text model in eval mode; Lightning keeps modes as it finds them
     if cfg["trainer"].get("compile_ecg_encoder"):
