@@ -88,5 +88,5 @@ def parse_value(raw: str):
 
 
 def save_config(cfg: dict, path: str | Path) -> None:
-    # lists of numbers on one line (a corpus caption vocabulary is a list of ~1000 token ids)
+    # lists of numbers on one line (a corpus caption vocabulary is a list of hundreds of token ids)
     Path(path).write_text(yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None))
