@@ -1,7 +1,7 @@
 """Stage-2 step time of `melp demo`'s model on this machine: the shipped demo settings against the
 settings the demo shipped before (25 ECG frames, 3 of 6 text layers frozen, dropout, fp32), and
-against the shipped settings without the frozen text layers' cache and with the caption softmax over
-the whole vocabulary.
+against the shipped settings without the frozen text layers' cache, with the caption softmax over
+the whole vocabulary, and with the reports in one length group (padded to the batch's longest).
 
     python bench/demo_step.py [--rounds 2] [--steps 4]
 
@@ -32,7 +32,8 @@ from common import REPORTS  # noqa: E402
 BEFORE = {"model_overrides.ecg.conv_kernels": [5, 2, 2, 2], "model_overrides.ecg.conv_strides": [5, 2, 2, 2],
           "model_overrides.text.freeze_fraction": 0.5, "model_overrides.text.dropout": None,
           "model_overrides.ecg.attention_dropout": 0.1, "trainer.precision": "32-true",
-          "model_overrides.text.cache_frozen_states": False, "caption_vocab": "full"}
+          "model_overrides.text.cache_frozen_states": False, "caption_vocab": "full",
+          "model_overrides.text.length_groups": 1}
 
 
 def build(stage2: dict) -> tuple[MELP, torch.optim.Optimizer, bool, int]:
@@ -70,7 +71,8 @@ def main() -> None:
     shipped = demo_settings(quick=False)["stage2"]
     settings = {"before": {**shipped, **BEFORE},
                 "no text cache": {**shipped, "model_overrides.text.cache_frozen_states": False},
-                "full vocab": {**shipped, "caption_vocab": "full"}, "shipped": shipped}
+                "full vocab": {**shipped, "caption_vocab": "full"},
+                "one length group": {**shipped, "model_overrides.text.length_groups": 1}, "shipped": shipped}
     built = {name: build(values) for name, values in settings.items()}
     for name, (model, _, bf16, n) in built.items():
         print(f"{name}: bf16 autocast {bf16}, {n} samples -> {model.ecg_encoder.n_frames(n)} frames, "
@@ -82,7 +84,7 @@ def main() -> None:
             times = timed_steps(model, opt, bf16, n, args.steps)
             medians[name].append(times[len(times) // 2])
             print(f"round {r + 1} {name:<13} s/step: {' '.join(f'{t:.3f}' for t in times)} (median {medians[name][-1]:.3f})")
-    for name in ("before", "no text cache", "full vocab"):
+    for name in ("before", "no text cache", "full vocab", "one length group"):
         for r, (b, s) in enumerate(zip(medians[name], medians["shipped"])):
             print(f"round {r + 1}: shipped step {b / s:.2f}x faster than {name}")
 

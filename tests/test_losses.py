@@ -51,13 +51,19 @@ def _padded_sentences(counts, dim, generator):
 
 
 @pytest.mark.parametrize("counts", [[1, 7, 3, 1, 5], [2, 2, 2], [1]])
-def test_local_loss_matches_per_pair_loop(counts):
+def test_local_loss_and_its_gradients_match_per_pair_loop(counts):
     g = torch.Generator().manual_seed(0)
-    beats = torch.randn(len(counts), 13, 16, generator=g)
+    beats = torch.randn(len(counts), 13, 16, generator=g, requires_grad=True)
     sentences, mask = _padded_sentences(counts, 16, g)
+    sentences.requires_grad_(True)
     batched = local_loss(beats, sentences, mask)
     reference = _loop_local_loss(beats, sentences, counts)
     assert torch.allclose(batched.double(), reference, atol=1e-5), (batched.item(), reference.item())
+    grads = torch.autograd.grad(batched, [beats, sentences])
+    expected = torch.autograd.grad(reference, [beats, sentences])
+    for got, want in zip(grads, expected):
+        assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+    assert not grads[1][~mask].any()  # padding sentences get no gradient
 
 
 def test_local_loss_ignores_padding_sentences_and_has_gradients():

@@ -356,6 +356,47 @@ def test_cached_frozen_text_states_give_the_same_losses_and_gradients(text_dir):
     assert len(cached.text_encoder._frozen_cache) == 3
 
 
+def test_length_groups_give_the_same_losses_and_gradients(text_dir):
+    """Reports run in groups sorted by length, each padded to its own longest: the losses and every
+    gradient as with the whole batch at one width, with the ECG encoder's dropout on, with and without
+    the frozen-state cache, and with more groups than reports."""
+    from melp.models.melp import length_groups
+
+    reports = ["Sinus rhythm. Normal ECG.", "Atrial fibrillation with rapid ventricular response. Left axis "
+               "deviation. Nonspecific T wave abnormality. Abnormal ECG.", "Sinus bradycardia.",
+               "Sinus rhythm with 1st degree A-V block. Inferior infarct, age undetermined. Abnormal ECG.",
+               "Borderline ECG.", "Sinus tachycardia. Left ventricular hypertrophy. Abnormal ECG."]
+    x = torch.rand(len(reports), 12, 2000)
+    for cache in (False, True):
+        cfg = small_config(text_dir)
+        cfg.text.dropout, cfg.text.cache_frozen_states = 0.0, cache
+        torch.manual_seed(0)
+        model = melp.MELP(cfg).train()
+        tokens = model.tokenize(reports)
+        groups = length_groups(tokens["attention_mask"], 3)
+        lengths = tokens["attention_mask"].sum(1)
+        assert sorted(torch.cat([rows for rows, _ in groups]).tolist()) == list(range(len(reports)))
+        assert [width for _, width in groups] == [int(lengths[rows].max()) for rows, _ in groups]
+        assert groups[0][1] < groups[-1][1] == tokens["input_ids"].shape[1]
+
+        results = {}
+        for n_groups in (1, 3, 1, 10):
+            model.config.text.length_groups = n_groups
+            model.zero_grad(set_to_none=True)
+            torch.manual_seed(1)  # the same ECG dropout
+            out = model(x, tokens)
+            out["loss"].backward()
+            grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+            results.setdefault(n_groups, []).append((out, grads))
+        (base, base_grads) = results[1][0]
+        for out, grads in [results[3][0], results[10][0], results[1][1]]:
+            for key in ("loss", "loss_global", "loss_caption", "loss_local"):
+                assert torch.allclose(out[key], base[key], atol=1e-5), (key, out[key], base[key])
+            assert grads.keys() == base_grads.keys()
+            for name in grads:
+                assert torch.allclose(grads[name], base_grads[name], atol=1e-5, rtol=1e-4), name
+
+
 def test_paper_preset_asks_for_its_text_model():
     with pytest.raises(ValueError, match="text.source is not set.*BERT-base folder"):
         melp.MELP.from_preset("paper")

@@ -175,6 +175,12 @@ def local_similarity(beats: Tensor, sentences: Tensor, sentence_mask: Tensor,
     a = beat . sentence (n x s); softmax over sentences; times t1; softmax over beats;
     context_k = attention-weighted sum of beats; c_k = cos(sentence_k, context_k);
     score = log sum_k exp(t2 c_k) over real sentences.
+
+    The contexts, one D-vector per (report, ECG, sentence), are never formed: sentence . context is
+    the attention-weighted sum of the beat . sentence products already at hand, and |context|^2
+    the attention weights' quadratic form in each ECG's beat Gram matrix. Equal to fp32 rounding;
+    forward and backward 1.7-2x faster at the demo's sizes and 23x at the paper's batch of 64 on a
+    CPU (bench/dropout.py).
     """
     if beats.dim() != 3 or sentences.dim() != 3 or beats.shape[-1] != sentences.shape[-1]:
         raise ValueError(f"beats must be (B, n, D) and sentences (B, S, D); got {tuple(beats.shape)} "
@@ -189,14 +195,20 @@ def local_similarity(beats: Tensor, sentences: Tensor, sentence_mask: Tensor,
                          "at least one sentence per report")
     with _full_precision(beats.device):
         beats, sentences = beats.float(), sentences.float()
-        # a[i, j, b, k]: beat b of ECG j . sentence k of report i
-        a = torch.einsum("jbd,ikd->ijbk", beats, sentences)
+        # products[i, j, b, k]: beat b of ECG j . sentence k of report i
+        products = torch.einsum("jbd,ikd->ijbk", beats, sentences)
         pad = ~mask[:, None, None, :]  # (B_text, 1, 1, S)
-        a = a.masked_fill(pad, float("-inf")).softmax(dim=-1)  # over sentences (real ones only)
+        a = products.masked_fill(pad, float("-inf")).softmax(dim=-1)  # over sentences (real ones only)
         attn = (a * t1).softmax(dim=2)  # over beats
-        context = torch.einsum("ijbk,jbd->ijkd", attn, beats)  # (B_text, B_ecg, S, D)
-        cos = F.cosine_similarity(sentences[:, None], context, dim=-1)  # (B_text, B_ecg, S)
-        cos = (t2 * cos).masked_fill(~mask[:, None, :], float("-inf"))
+        # context[i, j, k] = sum_b attn[i, j, b, k] beats[j, b], taken apart as the docstring says
+        sentence_dot_context = (attn * products).sum(dim=2)  # (B_text, B_ecg, S)
+        gram = beats @ beats.transpose(1, 2)  # (B_ecg, n, n)
+        context_sq = torch.einsum("ijbk,jbc,ijck->ijk", attn, gram, attn)
+        # F.cosine_similarity's clamping of each norm at eps (the context's before the square root,
+        # which keeps its gradient finite)
+        eps = 1e-8
+        norms = sentences.norm(dim=-1).clamp(min=eps)[:, None, :] * context_sq.clamp(min=eps * eps).sqrt()
+        cos = (t2 * sentence_dot_context / norms).masked_fill(~mask[:, None, :], float("-inf"))
         return cos.logsumexp(dim=-1)
 
 

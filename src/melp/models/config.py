@@ -80,6 +80,11 @@ class TextConfig:
     # them once, not once per epoch (needs frozen embeddings and no dropout; memory: about
     # tokens x hidden x 4 bytes per report, at most FROZEN_CACHE_BYTES)
     cache_frozen_states: bool = False
+    # in training, run the text model and the caption decoder on this many groups of the batch's
+    # reports, sorted by length, each padded only to its own longest report: the same result (each
+    # report is computed on its own) with less padding (the demo's batches of 32: 48 % of the padded
+    # positions are real tokens in one group, 78 % in three)
+    length_groups: int = 1
 
 
 @dataclass

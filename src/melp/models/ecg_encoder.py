@@ -13,6 +13,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from melp.models.attention import Attention
 from melp.models.config import ECGEncoderConfig
+from melp.models.dropout import Dropout
 
 
 class _ScaleGrad(torch.autograd.Function):
@@ -128,10 +129,10 @@ class EncoderLayer(nn.Module):
         self.attn = Attention(width, heads, dropout=attention_dropout, qkv_gain=2 ** -0.5)
         self.norm1 = nn.LayerNorm(width)
         self.fc1 = nn.Linear(width, ffn_dim)
-        self.act_drop = nn.Dropout(activation_dropout)
+        self.act_drop = Dropout(activation_dropout)
         self.fc2 = nn.Linear(ffn_dim, width)
         self.norm2 = nn.LayerNorm(width)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.norm1(x + self.drop(self.attn(x)))
@@ -145,7 +146,7 @@ class ECGEncoder(nn.Module):
         self.features = FeatureExtractor(cfg)
         self.feature_norm = nn.LayerNorm(cfg.conv_dim)
         self.proj = nn.Linear(cfg.conv_dim, cfg.width)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.pos_conv = PositionalConv(cfg.width, cfg.pos_conv_kernel, cfg.pos_conv_groups)
         self.norm = nn.LayerNorm(cfg.width)
         self.layers = nn.ModuleList(

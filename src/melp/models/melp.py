@@ -131,10 +131,24 @@ class MELP(nn.Module):
         """Normalised ECG (B, 12, n) and ``tokenize`` output -> ``loss``, ``loss_global``,
         ``loss_caption``, ``loss_local``, ``logit_scale``."""
         e = self.encode_ecg(ecg)
-        t = self.encode_text(tokens)
-        logits, targets = self.decoder(t["states"][:, :-1], e["tokens"], caption_targets(tokens).to(ecg.device))
-        return self.loss_fn(e["embedding"], t["embedding"], logits, targets,
-                            e["beats"], t["sentences"], t["sentence_mask"])
+        groups = length_groups(tokens["attention_mask"], self.config.text.length_groups)
+        parts = []
+        for rows, length in groups:
+            group = {k: v[rows, :length] for k, v in tokens.items()}
+            t = self.encode_text(group)
+            logits, targets = self.decoder(t["states"][:, :-1], e["tokens"][rows.to(ecg.device)],
+                                           caption_targets(group).to(ecg.device))
+            parts.append((t, logits, targets))
+        # back to the batch's order: the losses pair report i with ECG i
+        order = torch.cat([rows for rows, _ in groups]).argsort().to(ecg.device)
+        n_sent = max(t["sentences"].shape[1] for t, _, _ in parts)
+        sentences = torch.cat([F.pad(t["sentences"], (0, 0, 0, n_sent - t["sentences"].shape[1]))
+                               for t, _, _ in parts])[order]
+        sentence_mask = torch.cat([F.pad(t["sentence_mask"], (0, n_sent - t["sentence_mask"].shape[1]))
+                                   for t, _, _ in parts])[order]
+        text_embedding = torch.cat([t["embedding"] for t, _, _ in parts])[order]
+        logits, targets = torch.cat([lg for _, lg, _ in parts]), torch.cat([tg for _, _, tg in parts])
+        return self.loss_fn(e["embedding"], text_embedding, logits, targets, e["beats"], sentences, sentence_mask)
 
     # ------------------------------------------------------------------ raw signals in, numbers out
 
@@ -323,6 +337,16 @@ class MELP(nn.Module):
         self.config.preprocess.save(folder / PREPROCESS_FILE)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith(TEXT_PREFIX)}
         save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
+
+
+def length_groups(attention_mask: Tensor, groups: int) -> list[tuple[Tensor, int]]:
+    """The batch's rows sorted by report length and cut into up to ``groups`` runs of nearly equal
+    size: [(rows, the longest of their lengths)]. One group: every row, at the batch's width."""
+    lengths = attention_mask.sum(dim=1).cpu()
+    if groups <= 1 or len(lengths) < 2:
+        return [(torch.arange(len(lengths)), attention_mask.shape[1])]
+    rows = lengths.argsort(stable=True)
+    return [(chunk, int(lengths[chunk].max())) for chunk in rows.tensor_split(min(groups, len(rows)))]
 
 
 def caption_targets(tokens: dict[str, Tensor], ignore_index: int = -100) -> Tensor:

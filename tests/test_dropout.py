@@ -1,0 +1,89 @@
+"""melp's CPU dropout (melp.models.dropout) and the attention that uses it on a CPU."""
+import pytest
+import torch
+
+from melp.models import attention as attention_module
+from melp.models.attention import Attention
+from melp.models.dropout import LEVELS, Dropout, dropout
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_cpu_dropout_drops_a_fraction_p_scales_the_rest_and_masks_the_gradient_alike(p):
+    torch.manual_seed(0)
+    x = torch.rand(64, 128, 64, dtype=torch.float64) + 1.0  # no zeros of its own
+    x.requires_grad_(True)
+    y = dropout(x, p, training=True)
+    dropped = y == 0
+    n = dropped.numel()
+    # binomial: 6 standard deviations (0.6 % at p 0.1 over 524,288 elements)
+    assert abs(dropped.double().mean().item() - p) < 6 * (p * (1 - p) / n) ** 0.5
+    scale = LEVELS / (LEVELS - round(p * LEVELS))
+    assert abs(scale - 1 / (1 - p)) < 1e-4
+    assert torch.allclose(y[~dropped], x[~dropped] * scale)
+    grad = torch.randn_like(x)
+    (x_grad,) = torch.autograd.grad(y, x, grad)
+    assert torch.equal(x_grad == 0, dropped)  # the forward's mask, not a fresh draw
+    assert torch.allclose(x_grad[~dropped], grad[~dropped] * scale)
+
+
+def test_cpu_dropout_is_reproducible_for_a_seed_keeps_bf16_and_is_the_identity_in_eval():
+    x = torch.randn(4, 50, 256)
+    torch.manual_seed(1)
+    a = dropout(x, 0.1, training=True)
+    torch.manual_seed(1)
+    assert torch.equal(a, dropout(x, 0.1, training=True))
+    assert not torch.equal(a, dropout(x, 0.1, training=True))
+    half = dropout(x.bfloat16(), 0.1, training=True)
+    assert half.dtype == torch.bfloat16
+    kept = half != 0
+    # scaled in fp32, rounded once to bf16
+    assert torch.equal(half[kept], (x.bfloat16()[kept].float() * (LEVELS / (LEVELS - 3277))).bfloat16())
+    module = Dropout(0.3).eval()
+    assert module(x) is x
+    assert dropout(x, 0.0, training=True) is x
+    assert torch.equal(dropout(x, 1.0, training=True), torch.zeros_like(x))
+    with pytest.raises(ValueError, match="dropout probability"):
+        Dropout(1.5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_with_cpu_dropout_is_sdpa_with_the_weights_dropped(causal, monkeypatch):
+    """With the dropout replaced by a fixed mask, the CPU path equals the attention weights of SDPA's
+    definition times that mask; with no dropout drawn it equals SDPA itself."""
+    torch.manual_seed(0)
+    attn = Attention(32, 4, dropout=0.25).train()
+    x = torch.randn(3, 9, 32)
+    masks = []
+
+    def fixed_mask_dropout(weights, p, training):
+        keep = torch.rand(weights.shape) >= p
+        masks.append(keep)
+        return weights * keep / (1 - p)
+
+    monkeypatch.setattr(attention_module, "dropout", fixed_mask_dropout)
+    got = attn(x, causal=causal)
+    (keep,) = masks
+    q, k, v = attn._split(attn.q(x)), attn._split(attn.k(x)), attn._split(attn.v(x))
+    scores = (q.double() @ k.double().transpose(-1, -2)) / 8 ** 0.5
+    if causal:
+        scores = scores.masked_fill(~torch.ones(9, 9, dtype=torch.bool).tril(), float("-inf"))
+    weights = scores.softmax(-1) * keep / 0.75
+    want = attn.out((weights @ v.double()).float().transpose(1, 2).flatten(2))
+    assert torch.allclose(got, want, atol=1e-5)
+
+    monkeypatch.setattr(attention_module, "dropout", lambda weights, p, training: weights)
+    plain = attn(x, causal=causal)
+    attn.eval()
+    assert torch.allclose(plain, attn(x, causal=causal), atol=1e-5)  # eval: SDPA without dropout
+
+
+def test_attention_dropout_is_unbiased_on_average():
+    torch.manual_seed(0)
+    attn = Attention(16, 2, dropout=0.1)
+    x = torch.randn(2, 20, 16)
+    with torch.no_grad():
+        expected = attn.eval()(x)
+        attn.train()
+        mean = torch.stack([attn(x) for _ in range(400)]).mean(0)
+    assert (mean - expected).abs().max() < 0.05 * expected.abs().max()
+    assert not torch.allclose(attn(x), expected, atol=1e-3)  # it does drop in training
