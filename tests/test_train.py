@@ -160,7 +160,6 @@ def test_corpus_caption_vocab_is_the_training_reports_tokens_and_survives_save_a
         with_corpus_caption_vocab(apply_overrides(cfg, ["caption_vocab=some"]))
     cfg = apply_overrides(cfg, [f"output.dir={tmp_path / 'run'}", "trainer.max_epochs=1", "caption_vocab=corpus"])
     run_dir = pretrain(cfg, progress=False)
-    assert torch.tensor([1e-40]).mul(1.0).item() != 0  # training flushed denormals; the caller's process does not
 
     cache = ECGCache(cfg["data"]["cache"])
     train = cache.index[(cache.index["split"] == "train") & (cache.index["report"].str.strip() != "")]

@@ -127,7 +127,6 @@ def with_corpus_caption_vocab(cfg: dict, reports: list[str] | None = None) -> di
 def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Path:
     """Train per ``cfg`` and return the run folder (which holds ``model/``)."""
     import lightning as L
-    import torch
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -204,14 +203,7 @@ def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Pat
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         print(f"model: {total / 1e6:.1f} M parameters, {trainable / 1e6:.1f} M trainable")
 
-    # Denormal floats (below 1.2e-38, e.g. exp of a strongly negative logit) take the slow path of
-    # x86 arithmetic; flushed to zero the CPU demo's Lightning step was 1.08-1.09x faster (docs/speed.md).
-    # Only what runs on the CPU is affected; the setting is restored after training.
-    torch.set_flush_denormal(True)
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    finally:
-        torch.set_flush_denormal(False)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
 
     if trainer.is_global_zero:
         model.save_pretrained(run_dir / "model")
