@@ -63,7 +63,7 @@ def cases():
          (rand(8, 312, 768),)),
         ("attention p=0.1, paper (8, 12 heads, 312)",
          lambda q, k, v: F.scaled_dot_product_attention(q, k, v, dropout_p=0.1),
-         lambda q, k, v: attention_with_cpu_dropout(q, k, v, None, False, 0.1), qkv),
+         lambda q, k, v: attention_with_cpu_dropout(q, k, v, None, 0.1), qkv),
         ("beat-level similarity, demo (32 x 13 beats, 6 sentences, 128)", contexts_formed, local_similarity,
          local(32, 13, 6, 128)),
         ("beat-level similarity, paper batch (64 x 12 beats, 8 sentences, 256)", contexts_formed,

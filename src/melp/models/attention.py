@@ -67,26 +67,28 @@ class Attention(nn.Module):
                 k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
             cache["k"], cache["v"] = k, v
         mask, t_q, t_k = None, q.shape[2], k.shape[2]
-        if causal and 1 < t_q < t_k:  # new queries are the last t_q of the t_k positions
-            mask = torch.ones(t_q, t_k, dtype=torch.bool, device=x.device).tril(diagonal=t_k - t_q)
+        if causal and 1 < t_q < t_k:
+            mask = causal_mask(t_q, t_k, x.device)
         causal = causal and 1 < t_q == t_k
         p = self.dropout if self.training else 0.0
         if p > 0.0 and q.device.type == "cpu":
-            y = attention_with_cpu_dropout(q, k, v, mask, causal, p)
+            y = attention_with_cpu_dropout(q, k, v, causal_mask(t_q, t_k, x.device) if causal else mask, p)
         else:
             with attention_backend(t_k, q.dtype, q.device):
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
         return self.out(y.transpose(1, 2).flatten(2))
 
 
-def attention_with_cpu_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool,
-                               p: float) -> Tensor:
-    """What SDPA computes with ``dropout_p=p`` (its plain matmul-softmax kernel: its fused CPU kernel
-    has no dropout), with melp's cheaper CPU dropout on the attention weights: 1.2x faster forward
-    and backward at the paper ECG encoder's 312 frames (bench/dropout.py)."""
+def causal_mask(t_q: int, t_k: int, device: torch.device) -> Tensor:
+    """(t_q, t_k) bool: the queries are the last t_q of the t_k positions, each sees itself and earlier."""
+    return torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril(diagonal=t_k - t_q)
+
+
+def attention_with_cpu_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
+    """What SDPA computes with ``attn_mask=mask, dropout_p=p`` (its plain matmul-softmax kernel: its
+    fused CPU kernel has no dropout), with melp's cheaper CPU dropout on the attention weights: 1.2x
+    faster forward and backward at the paper ECG encoder's 312 frames (bench/dropout.py)."""
     scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)
-    if causal:
-        mask = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).tril()
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     return dropout(scores.softmax(dim=-1), p, training=True) @ v

@@ -9,8 +9,6 @@ torch's, so a run is reproducible for its seed but not bit-equal to one with ``n
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -48,7 +46,7 @@ class Dropout(nn.Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if not 0.0 <= p <= 1.0 or math.isnan(p):
+        if not 0.0 <= p <= 1.0:  # also refuses NaN
             raise ValueError(f"dropout probability must be in [0, 1], got {p}")
         self.p = p
 

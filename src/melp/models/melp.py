@@ -136,9 +136,13 @@ class MELP(nn.Module):
         for rows, length in groups:
             group = {k: v[rows, :length] for k, v in tokens.items()}
             t = self.encode_text(group)
-            logits, targets = self.decoder(t["states"][:, :-1], e["tokens"][rows.to(ecg.device)],
+            logits, targets = self.decoder(t["states"][:, :-1], e["tokens"][rows],
                                            caption_targets(group).to(ecg.device))
             parts.append((t, logits, targets))
+        if len(parts) == 1:  # the whole batch as it came: nothing to reorder
+            t, logits, targets = parts[0]
+            return self.loss_fn(e["embedding"], t["embedding"], logits, targets,
+                                e["beats"], t["sentences"], t["sentence_mask"])
         # back to the batch's order: the losses pair report i with ECG i
         order = torch.cat([rows for rows, _ in groups]).argsort().to(ecg.device)
         n_sent = max(t["sentences"].shape[1] for t, _, _ in parts)
@@ -339,12 +343,13 @@ class MELP(nn.Module):
         save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
 
 
-def length_groups(attention_mask: Tensor, groups: int) -> list[tuple[Tensor, int]]:
+def length_groups(attention_mask: Tensor, groups: int) -> list[tuple[Tensor | slice, int]]:
     """The batch's rows sorted by report length and cut into up to ``groups`` runs of nearly equal
-    size: [(rows, the longest of their lengths)]. One group: every row, at the batch's width."""
+    size: [(rows, the longest of their lengths)]. One group: every row (a slice: no copy, no device
+    sync), at the batch's width."""
+    if groups <= 1 or attention_mask.shape[0] < 2:
+        return [(slice(None), attention_mask.shape[1])]
     lengths = attention_mask.sum(dim=1).cpu()
-    if groups <= 1 or len(lengths) < 2:
-        return [(torch.arange(len(lengths)), attention_mask.shape[1])]
     rows = lengths.argsort(stable=True)
     return [(chunk, int(lengths[chunk].max())) for chunk in rows.tensor_split(min(groups, len(rows)))]
 
