@@ -1,6 +1,7 @@
 """melp's CPU dropout (melp.models.dropout) and the attention that uses it on a CPU."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from melp.models import attention as attention_module
 from melp.models.attention import Attention
@@ -15,8 +16,12 @@ def test_cpu_dropout_drops_a_fraction_p_scales_the_rest_and_masks_the_gradient_a
     y = dropout(x, p, training=True)
     dropped = y == 0
     n = dropped.numel()
-    # binomial: 6 standard deviations (0.6 % at p 0.1 over 524,288 elements)
+    # binomial: 6 standard deviations (0.6 % at p 0.1 over 524,288 elements), overall and for each
+    # of the four 16-bit lanes of a 64-bit draw (elements 4i + lane): every bit of a draw is random
     assert abs(dropped.double().mean().item() - p) < 6 * (p * (1 - p) / n) ** 0.5
+    for lane in range(4):
+        share = dropped.flatten()[lane::4].double().mean().item()
+        assert abs(share - p) < 6 * (p * (1 - p) / (n / 4)) ** 0.5, (lane, share)
     scale = LEVELS / (LEVELS - round(p * LEVELS))
     assert abs(scale - 1 / (1 - p)) < 1e-4
     assert torch.allclose(y[~dropped], x[~dropped] * scale)
@@ -37,7 +42,7 @@ def test_cpu_dropout_is_reproducible_for_a_seed_keeps_bf16_and_is_the_identity_i
     assert half.dtype == torch.bfloat16
     kept = half != 0
     # scaled in fp32, rounded once to bf16
-    assert torch.equal(half[kept], (x.bfloat16()[kept].float() * (LEVELS / (LEVELS - 3277))).bfloat16())
+    assert torch.equal(half[kept], (x.bfloat16()[kept].float() * (LEVELS / (LEVELS - round(0.1 * LEVELS)))).bfloat16())
     module = Dropout(0.3).eval()
     assert module(x) is x
     assert dropout(x, 0.0, training=True) is x
@@ -48,33 +53,33 @@ def test_cpu_dropout_is_reproducible_for_a_seed_keeps_bf16_and_is_the_identity_i
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_attention_with_cpu_dropout_is_sdpa_with_the_weights_dropped(causal, monkeypatch):
-    """With the dropout replaced by a fixed mask, the CPU path equals the attention weights of SDPA's
-    definition times that mask; with no dropout drawn it equals SDPA itself."""
+    """With the draws replaced by a fixed mask, the CPU path equals the attention weights of SDPA's
+    definition times that mask, scaled by 1/(1-p); with nothing dropped it equals SDPA, scaled."""
     torch.manual_seed(0)
     attn = Attention(32, 4, dropout=0.25).train()
     x = torch.randn(3, 9, 32)
     masks = []
 
-    def fixed_mask_dropout(weights, p, training):
-        keep = torch.rand(weights.shape) >= p
-        masks.append(keep)
-        return weights * keep / (1 - p)
+    def fixed_draws(shape, p):
+        masks.append(torch.rand(shape) < p)
+        return masks[-1]
 
-    monkeypatch.setattr(attention_module, "dropout", fixed_mask_dropout)
+    monkeypatch.setattr(attention_module, "dropped", fixed_draws)
     got = attn(x, causal=causal)
-    (keep,) = masks
+    (drop,) = masks
     q, k, v = attn._split(attn.q(x)), attn._split(attn.k(x)), attn._split(attn.v(x))
     scores = (q.double() @ k.double().transpose(-1, -2)) / 8 ** 0.5
     if causal:
         scores = scores.masked_fill(~torch.ones(9, 9, dtype=torch.bool).tril(), float("-inf"))
-    weights = scores.softmax(-1) * keep / 0.75
+    weights = scores.softmax(-1) * ~drop / 0.75
     want = attn.out((weights @ v.double()).float().transpose(1, 2).flatten(2))
     assert torch.allclose(got, want, atol=1e-5)
 
-    monkeypatch.setattr(attention_module, "dropout", lambda weights, p, training: weights)
-    plain = attn(x, causal=causal)
-    attn.eval()
-    assert torch.allclose(plain, attn(x, causal=causal), atol=1e-5)  # eval: SDPA without dropout
+    monkeypatch.setattr(attention_module, "dropped", lambda shape, p: torch.zeros(shape, dtype=torch.bool))
+    mask = attention_module.causal_mask(9, 9, x.device) if causal else None
+    with torch.no_grad():
+        undropped = attention_module.attention_with_cpu_dropout(q, k, v, mask, 0.25)
+        assert torch.allclose(undropped * 0.75, F.scaled_dot_product_attention(q, k, v, attn_mask=mask), atol=1e-5)
 
 
 def test_attention_dropout_is_unbiased_on_average():
