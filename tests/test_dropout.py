@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from melp.models import attention as attention_module
-from melp.models.attention import Attention
+from melp.models.attention import Attention, attention_with_cpu_dropout
 from melp.models.dropout import LEVELS, Dropout, dropout
 
 
@@ -53,33 +53,48 @@ def test_cpu_dropout_is_reproducible_for_a_seed_keeps_bf16_and_is_the_identity_i
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_attention_with_cpu_dropout_is_sdpa_with_the_weights_dropped(causal, monkeypatch):
-    """With the draws replaced by a fixed mask, the CPU path equals the attention weights of SDPA's
-    definition times that mask, scaled by 1/(1-p); with nothing dropped it equals SDPA, scaled."""
+    """With the draws fixed, the CPU path, run in blocks, gives the output and the q, k, v gradients
+    of SDPA's definition with those weights dropped and the others scaled by 1/(1-p); with nothing
+    dropped it is SDPA."""
     torch.manual_seed(0)
-    attn = Attention(32, 4, dropout=0.25).train()
-    x = torch.randn(3, 9, 32)
-    masks = []
+    q, k, v = (torch.randn(3, 4, 9, 8, requires_grad=True) for _ in range(3))
+    drop = torch.rand(12, 9, 9) < 0.25
+    monkeypatch.setattr(attention_module, "dropped", lambda shape, p: drop)
+    monkeypatch.setattr(attention_module, "BLOCK_BYTES", 5 * 9 * 9 * 4)  # blocks of 5, 5 and 2 slices
+    mask = attention_module.causal_mask(9, 9, q.device) if causal else None
+    got = attention_with_cpu_dropout(q, k, v, mask, 0.25)
+    grad = torch.randn_like(got)
+    got_grads = torch.autograd.grad(got, (q, k, v), grad)
 
-    def fixed_draws(shape, p):
-        masks.append(torch.rand(shape) < p)
-        return masks[-1]
-
-    monkeypatch.setattr(attention_module, "dropped", fixed_draws)
-    got = attn(x, causal=causal)
-    (drop,) = masks
-    q, k, v = attn._split(attn.q(x)), attn._split(attn.k(x)), attn._split(attn.v(x))
-    scores = (q.double() @ k.double().transpose(-1, -2)) / 8 ** 0.5
+    scores = q.double() @ k.double().transpose(-1, -2) / 8 ** 0.5
     if causal:
         scores = scores.masked_fill(~torch.ones(9, 9, dtype=torch.bool).tril(), float("-inf"))
-    weights = scores.softmax(-1) * ~drop / 0.75
-    want = attn.out((weights @ v.double()).float().transpose(1, 2).flatten(2))
-    assert torch.allclose(got, want, atol=1e-5)
+    want = (scores.softmax(-1) * ~drop.view(3, 4, 9, 9) / 0.75) @ v.double()
+    want_grads = torch.autograd.grad(want, (q, k, v), grad.double())
+    assert torch.allclose(got, want.float(), atol=1e-5)
+    for name, g, w in zip("qkv", got_grads, want_grads):
+        assert torch.allclose(g, w.float(), atol=1e-5), name
 
     monkeypatch.setattr(attention_module, "dropped", lambda shape, p: torch.zeros(shape, dtype=torch.bool))
-    mask = attention_module.causal_mask(9, 9, x.device) if causal else None
     with torch.no_grad():
-        undropped = attention_module.attention_with_cpu_dropout(q, k, v, mask, 0.25)
+        undropped = attention_with_cpu_dropout(q, k, v, mask, 0.25)
         assert torch.allclose(undropped * 0.75, F.scaled_dot_product_attention(q, k, v, attn_mask=mask), atol=1e-5)
+
+
+def test_attention_with_cpu_dropout_under_bf16_autocast_runs_in_bf16_near_fp32(monkeypatch):
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 20, 16, requires_grad=True) for _ in range(3))
+    drop = torch.rand(6, 20, 20) < 0.1
+    monkeypatch.setattr(attention_module, "dropped", lambda shape, p: drop)
+    full = attention_with_cpu_dropout(q, k, v, None, 0.1)
+    full_grads = torch.autograd.grad(full.square().sum(), (q, k, v))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = attention_with_cpu_dropout(q, k, v, None, 0.1)
+    assert half.dtype == torch.bfloat16
+    half_grads = torch.autograd.grad(half.float().square().sum(), (q, k, v))
+    assert (half.float() - full).abs().max() < 0.05 * full.abs().max()
+    for g, w in zip(half_grads, full_grads):
+        assert g.dtype == torch.float32 and (g - w).abs().max() < 0.05 * w.abs().max()
 
 
 def test_attention_dropout_is_unbiased_on_average():

@@ -84,13 +84,64 @@ def causal_mask(t_q: int, t_k: int, device: torch.device) -> Tensor:
     return torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril(diagonal=t_k - t_q)
 
 
+# The CPU path with dropout runs its (batch x head) slices in blocks of about this many bytes of
+# attention weights, so that the softmax, the dropout and their gradients work in cache. The weights
+# are recomputed in the backward pass instead of kept: two fewer (B, H, T, T) tensors per layer.
+BLOCK_BYTES = 2 << 20
+
+
+def _probabilities(q_scaled: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
+    scores = q_scaled @ k.transpose(1, 2)
+    if mask is not None:
+        scores.masked_fill_(~mask, float("-inf"))
+    return scores.softmax(dim=-1)
+
+
+class _BlockedDropoutAttention(torch.autograd.Function):
+    """(N, Tq, d) queries, (N, Tk, d) keys and values, a (Tq, Tk) mask or None, (N, Tq, Tk) dropped
+    flags: softmax(q k^T / sqrt(d)) with the dropped weights zeroed, times v, times 1/(1-p)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask, drop, keep_scale: float):
+        ctx.save_for_backward(q, k, v, mask, drop)
+        ctx.keep_scale = keep_scale
+        scale, out = q.shape[-1] ** -0.5, []
+        for block in _blocks(q, k):
+            weights = _probabilities(q[block] * scale, k[block], mask).masked_fill_(drop[block], 0.0)
+            out.append(weights @ v[block])
+        return torch.cat(out).mul_(keep_scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, k, v, mask, drop = ctx.saved_tensors
+        scale, grad = q.shape[-1] ** -0.5, grad * ctx.keep_scale
+        dq, dk, dv = [], [], []
+        with torch.autocast("cpu", enabled=False):
+            for block in _blocks(q, k):
+                q_scaled = q[block] * scale
+                prob = _probabilities(q_scaled, k[block], mask)
+                dv.append(prob.masked_fill(drop[block], 0.0).transpose(1, 2) @ grad[block])
+                d_weights = (grad[block] @ v[block].transpose(1, 2)).masked_fill_(drop[block], 0.0)
+                d_scores = prob * (d_weights - (d_weights * prob).sum(-1, keepdim=True))  # softmax's
+                dq.append((d_scores @ k[block]).mul_(scale))
+                dk.append(d_scores.transpose(1, 2) @ q_scaled)
+        return torch.cat(dq), torch.cat(dk), torch.cat(dv), None, None, None
+
+
+def _blocks(q: Tensor, k: Tensor) -> list[slice]:
+    step = max(1, BLOCK_BYTES // (q.shape[1] * k.shape[1] * q.element_size()))
+    return [slice(i, i + step) for i in range(0, q.shape[0], step)]
+
+
 def attention_with_cpu_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
     """What SDPA computes with ``attn_mask=mask, dropout_p=p`` (its plain matmul-softmax kernel: its
-    fused CPU kernel has no dropout), with melp's cheaper CPU draws (melp.models.dropout). Dropped
-    weights are zeroed through a bool mask, and the 1/(1-p) scale goes on the output, 5x smaller
-    than the weights at the paper ECG encoder's 312 frames (bench/dropout.py)."""
-    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = scores.softmax(dim=-1).masked_fill(dropped(scores.shape, p), 0.0)
-    return (weights @ v) * kept_scale(p)
+    fused CPU kernel has no dropout), with melp's cheaper CPU draws (melp.models.dropout), in blocks
+    that stay in cache (BLOCK_BYTES): 1.4x faster forward and backward than before at the paper ECG
+    encoder's 312 frames, with the same result (bench/dropout.py). ``mask``: (Tq, Tk) or None."""
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else q.dtype
+    *batch, t_q, _ = q.shape
+    q3, k3, v3 = (t.to(dtype).reshape(-1, *t.shape[-2:]) for t in (q, k, v))
+    drop = dropped((q3.shape[0], t_q, k3.shape[1]), p)
+    with torch.autocast("cpu", enabled=False):
+        out = _BlockedDropoutAttention.apply(q3, k3, v3, mask, drop, kept_scale(p))
+    return out.view(*batch, t_q, v3.shape[-1])
