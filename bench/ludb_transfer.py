@@ -34,9 +34,6 @@ DESCRIPTIONS = {  # the shipped LUDB descriptions (src/melp/eval/class_descripti
 }
 
 
-LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
-
-
 def wave_bounds(path: str) -> dict[str, list[tuple[int, int]]]:
     """(onset, offset) samples of every P wave and QRS that LUDB's cardiologists marked in lead II."""
     import wfdb
@@ -51,7 +48,9 @@ def wave_bounds(path: str) -> dict[str, list[tuple[int, int]]]:
 
 def beat_median(signal: np.ndarray, lead: str, bounds, measure) -> float:
     """Median over the marked waves of ``measure`` applied to one lead, from the level at the onset."""
-    row = signal[LEADS.index(lead)]
+    from melp.data.leads import CANONICAL_LEADS
+
+    row = signal[CANONICAL_LEADS.index(lead)]
     values = [measure(row[on:off + 1] - row[max(on - 3, 0)]) for on, off in bounds]
     return float(np.median(values)) if values else np.nan
 

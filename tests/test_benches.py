@@ -1,4 +1,5 @@
-"""The GPU training bench runs (CPU smoke mode): the script CI can check without a GPU."""
+"""Benches CI can check without a GPU or a trained model: the GPU training bench (CPU smoke mode), and the
+measurements behind the LUDB ceiling of bench/ludb_transfer.py."""
 from __future__ import annotations
 
 import re
@@ -18,3 +19,29 @@ def test_gpu_step_smoke_trains_from_a_real_cache():
     before, after = map(float, re.search(r"trained on in the warm-up: ([\d.]+) before, ([\d.]+) after", out).groups())
     assert after < before  # four AdamW steps, one of them on this batch, lower its loss
     assert float(re.search(r"; ([\d.]+) ECG/s", out).group(1)) > 0
+
+
+def test_ludb_ceiling_measures_the_textbook_quantities_at_the_marked_waves():
+    """bench/ludb_transfer.py's criterion ceiling rests on these measurements: a drawn record with
+    known waves gives back its axis, Sokolow-Lyon voltage, P duration and height, PR and RR spread."""
+    import numpy as np
+    import pytest
+
+    sys.path.insert(0, str(BENCH))
+    from ludb_transfer import record_measurements
+
+    x = np.zeros((12, 5000))
+    qrs = [(1000 + 500 * i, 1050 + 500 * i) for i in range(6)]  # every second, 100 ms wide
+    p_waves = [(on - 100, on - 50) for on, _ in qrs]  # 100 ms long, starting 200 ms before the QRS
+    for on, off in qrs:
+        x[0, on + 1:off] = 1.0   # I
+        x[5, on + 1:off] = 1.0   # aVF: as much as I, so the axis is +45
+        x[6, on + 1:off] = -1.5  # V1: S 1.5 mV
+        x[10, on + 1:off] = 2.5  # V5: R 2.5 mV
+    for on, off in p_waves:
+        x[1, on + 1:off] = 0.2   # II: P 0.2 mV
+    m = record_measurements(x, 500, {"N": qrs, "p": p_waves})
+    assert m["axis"] == pytest.approx(45.0)
+    assert m["sokolow"] == pytest.approx(4.0)
+    assert (m["p_duration"], m["pr"], m["rr_cv"]) == (100.0, 200.0, 0.0)
+    assert m["p_height_ii"] == pytest.approx(0.2)

@@ -136,8 +136,8 @@ def _blocks(q: Tensor, k: Tensor) -> list[slice]:
 def attention_with_cpu_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
     """What SDPA computes with ``attn_mask=mask, dropout_p=p`` (its plain matmul-softmax kernel: its
     fused CPU kernel has no dropout), with melp's cheaper CPU draws (melp.models.dropout), in blocks
-    that stay in cache (BLOCK_BYTES): 1.4x faster forward and backward than before at the paper ECG
-    encoder's 312 frames, with the same result (bench/dropout.py). ``mask``: (Tq, Tk) or None."""
+    that stay in cache (BLOCK_BYTES): forward and backward 1.65x as fast as SDPA's at the paper ECG
+    encoder's 312 frames (bench/dropout.py). ``mask``: (Tq, Tk) or None."""
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else q.dtype
     *batch, t_q, _ = q.shape
     q3, k3, v3 = (t.to(dtype).reshape(-1, *t.shape[-2:]) for t in (q, k, v))
