@@ -81,25 +81,19 @@ def record_measurements(signal: np.ndarray, fs: float, bounds) -> dict[str, floa
 
 
 def ludb_measurements(root: Path):
-    """Signals (n, 12, 5000) mV, labels {finding: bool} for AF and 1AVB, and the measurements
-    (``record_measurements``) as {name: (n,) array}, in ludb.csv order."""
+    """Signals (n, 12, 5000) mV and the measurements (``record_measurements``) as {name: (n,) array},
+    in ludb.csv order."""
     import pandas as pd
 
     import melp
 
-    table = pd.read_csv(root / "ludb.csv")
-    labels = {
-        "AFIB": table["Rhythms"].str.contains("fibrillation", case=False, na=False).to_numpy(),
-        "1AVB": table["Conduction abnormalities"].fillna("").str.split("\n")
-        .apply(lambda xs: "I degree av block" in xs).to_numpy(),
-    }
     signals, measured = [], []
-    for record_id in table["ID"]:
+    for record_id in pd.read_csv(root / "ludb.csv")["ID"]:
         path = str(root / "data" / str(record_id))
         rec = melp.read_record(path)  # mV at one gain (LUDB's header gains stretch each lead to 1 mV)
         signals.append(rec.signal)
         measured.append(record_measurements(rec.signal, rec.fs, wave_bounds(path)))
-    return np.stack(signals), labels, {k: np.array([m[k] for m in measured]) for k in measured[0]}
+    return np.stack(signals), {k: np.array([m[k] for m in measured]) for k in measured[0]}
 
 
 AXIS = "Electric axis of the heart: "
@@ -132,20 +126,32 @@ def counterpart_labels(labels: list[list[str]], finding: str) -> tuple[np.ndarra
             names[0] if len(names) == 1 else None, " or ".join(names))
 
 
-def per_finding_table(model, ludb_root: Path, real: np.ndarray, sim: np.ndarray, findings: np.ndarray) -> None:
-    from sklearn.linear_model import LogisticRegression
-
+def ludb_labels(ludb_root: Path, n: int) -> list[list[str]]:
+    """Each record's LUDB classes, in ludb.csv order (the order ``ludb_measurements`` reads them)."""
     from melp.data.adapters.ludb import load_table
-    from melp.eval.descriptions import descriptions_for
-    from melp.eval.zeroshot import class_text_embeddings
-    from melp.synth.findings import INDEX
 
     table, _, _ = load_table(ludb_root)
-    table = table.set_index(table["record_id"].astype(int)).loc[range(1, len(real) + 1)]  # ludb.csv order
-    labels = list(table["labels_ludb"])
-    names = [spec[0] for spec in COUNTERPARTS.values() if len(spec) == 1]
-    describe, _ = descriptions_for("ludb", names)
-    class_emb = dict(zip(describe, class_text_embeddings(model, describe)))  # as `melp zeroshot` embeds them
+    return list(table.set_index(table["record_id"].astype(int)).loc[range(1, n + 1)]["labels_ludb"])
+
+
+def zero_shot_aurocs(model, real: np.ndarray, labels: list[list[str]]) -> tuple[dict[str, float], int]:
+    """The zero-shot AUROC of every LUDB class with a shipped description (embedded as `melp
+    zeroshot` embeds them), and how many classes have none."""
+    from melp.eval.descriptions import descriptions_for
+    from melp.eval.zeroshot import class_text_embeddings
+
+    describe, missing = descriptions_for("ludb", sorted({name for row in labels for name in row}))
+    scores = real @ class_text_embeddings(model, describe).T
+    return ({name: auroc(np.array([name in row for row in labels]), scores[:, j]) for j, name in enumerate(describe)},
+            len(missing))
+
+
+def per_finding_table(labels: list[list[str]], zero_shot: dict[str, float], real: np.ndarray, sim: np.ndarray,
+                      findings: np.ndarray) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from melp.synth.findings import INDEX
+
     half = len(sim) // 2
     print(f"\n{'finding':<7} {'LUDB class':<46} {'pos':>4} {'zero-shot':>9} {'probe LUDB':>10} {'probe sim':>9}")
     rows = []
@@ -155,7 +161,7 @@ def per_finding_table(model, ludb_root: Path, real: np.ndarray, sim: np.ndarray,
         if y_real.sum() == 0 or y_sim[:half].sum() == 0:
             continue
         probe = LogisticRegression(max_iter=3000).fit(sim[:half], y_sim[:half])
-        zs = auroc(y_real, real @ class_emb[name]) if name else np.nan
+        zs = zero_shot[name] if name else np.nan
         row = (zs, auroc(y_real, probe.decision_function(real)), auroc(y_sim[half:], probe.decision_function(sim[half:])))
         rows.append(row)
         print(f"{finding:<7} {label[:46]:<46} {int(y_real.sum()):>4} "
@@ -185,7 +191,8 @@ CRITERIA = [  # LUDB class, measurement, score (higher = more likely), what the 
 ]
 
 
-def criterion_ceiling(model, ludb_root: Path, real: np.ndarray, measured: dict[str, np.ndarray]) -> None:
+def criterion_ceiling(labels: list[list[str]], zero_shot: dict[str, float], missing: int,
+                      measured: dict[str, np.ndarray]) -> None:
     """How far the zero-shot LUDB macro can rise if the model learned the textbook criteria.
 
     Each row scores LUDB's records by one textbook measurement taken at the cardiologists' own
@@ -193,18 +200,6 @@ def criterion_ceiling(model, ludb_root: Path, real: np.ndarray, measured: dict[s
     labels. The macro is then recomputed with every such class at the better of its zero-shot and
     criterion AUROC, the rest as they are.
     """
-    from melp.data.adapters.ludb import load_table
-    from melp.eval.descriptions import descriptions_for
-    from melp.eval.zeroshot import class_text_embeddings
-
-    table, _, _ = load_table(ludb_root)
-    table = table.set_index(table["record_id"].astype(int)).loc[range(1, len(real) + 1)]  # ludb.csv order
-    labels = list(table["labels_ludb"])
-    classes = sorted({name for row in labels for name in row})
-    describe, missing = descriptions_for("ludb", classes)
-    scores = real @ class_text_embeddings(model, describe).T
-    zero_shot = {name: auroc(np.array([name in row for row in labels]), scores[:, j])
-                 for j, name in enumerate(describe)}
     print(f"\n{'LUDB class':<48} {'pos':>4} {'zero-shot':>9} {'criterion':>9}  measurement")
     best = dict(zero_shot)
     for name, key, score, what in CRITERIA:
@@ -214,7 +209,7 @@ def criterion_ceiling(model, ludb_root: Path, real: np.ndarray, measured: dict[s
         print(f"{name[:48]:<48} {int(y.sum()):>4} {zero_shot[name] * 100:9.1f} {value * 100:9.1f}  {what}")
     covered = {name for name, *_ in CRITERIA}
     rest = [best[name] for name in zero_shot if name not in covered]
-    print(f"\nmacro over {len(zero_shot)} classes ({len(missing)} without a description): zero-shot "
+    print(f"\nmacro over {len(zero_shot)} classes ({missing} without a description): zero-shot "
           f"{np.mean(list(zero_shot.values())) * 100:.1f}; with the criterion classes at their criterion "
           f"{np.mean(list(best.values())) * 100:.1f}")
     need = (0.72 * len(best) - sum(best[name] for name in covered)) / len(rest)
@@ -245,15 +240,16 @@ def main() -> None:
     args = parser.parse_args()
 
     model = melp.load(args.model)
-    x, labels, measured = ludb_measurements(Path(args.data) / "ludb")
+    x, measured = ludb_measurements(Path(args.data) / "ludb")
     text = model.embed_text(list(DESCRIPTIONS.values()))
     real = model.embed_ecg(x, fs=500)
+    labels = ludb_labels(Path(args.data) / "ludb", len(real))
     batch = simulate(args.n, seed=args.seed)
     sim = model.embed_ecg(batch.signals, fs=500)
     reports = model.embed_text(batch.reports)
     what = {"AFIB": ("rr_cv", "RR coefficient of variation"), "1AVB": ("pr", "PR interval")}
     for j, name in enumerate(DESCRIPTIONS):
-        y_real, y_sim = labels[name], batch.findings[:, INDEX[name]]
+        y_real, y_sim = counterpart_labels(labels, name)[0], batch.findings[:, INDEX[name]]
         score = real @ text[j]
         probe = LogisticRegression(max_iter=2000).fit(sim, y_sim)
         print(f"== {name} ({int(y_real.sum())} of {len(y_real)} LUDB records, {int(y_sim.sum())} of {args.n} simulated)")
@@ -269,8 +265,9 @@ def main() -> None:
         ]
         for label, value in rows:
             print(f"  {label:<52} {value:.3f}")
-    per_finding_table(model, Path(args.data) / "ludb", real, sim, batch.findings)
-    criterion_ceiling(model, Path(args.data) / "ludb", real, measured)
+    zero_shot, missing = zero_shot_aurocs(model, real, labels)
+    per_finding_table(labels, zero_shot, real, sim, batch.findings)
+    criterion_ceiling(labels, zero_shot, missing, measured)
 
 if __name__ == "__main__":
     main()
