@@ -8,11 +8,17 @@ the figures of every round are printed, then the medians and the ratio. melp's f
 as a fraction of the matmul rate of its precision measured right before each step (a
 machine-independent figure: how close to this CPU's matmul speed the whole step runs).
 
+melp's process keeps freed host memory as ``melp pretrain`` does (``trainer.keep_host_memory``,
+src/melp/train/host_memory.py) unless ``--system-allocator``; the authors' subprocess gets the
+system's settings unless ``--reference-keep-memory`` gives it the same two (as environment
+variables), which measures how much of the ratio is the allocator.
+
 ``--compile`` also times a second copy of melp's model with its ECG encoder compiled the way
 ``trainer.compile_ecg_encoder: true`` does it (``torch.compile``, static shapes; compiled during its
 warm-up step).
 
     python bench/train_step.py [--reference /tmp/refbench] [--precisions fp32 bf16] [--steps 3] [--rounds 2] [--compile]
+                               [--system-allocator] [--reference-keep-memory]
 """
 from __future__ import annotations
 
@@ -32,18 +38,25 @@ import torch
 from melp.models.config import MELPConfig
 from melp.models.melp import MELP
 from melp.models.text_encoder import build_random_text_model
+from melp.train.host_memory import TRIM_THRESHOLD, keep_freed_host_memory
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 from common import REPORTS, flop_counter, matmul_gflops  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+SYSTEM_ENV = dict(os.environ)  # before keep_freed_host_memory() adds torch's huge-page variable
+# keep_freed_host_memory's two settings for a process started afresh
+KEEP_MEMORY_ENV = {"THP_MEM_ALLOC_ENABLE": "1",
+                   "GLIBC_TUNABLES": f"glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold={TRIM_THRESHOLD}"}
 
 
-def authors_step(reference: str, python: str, batch: int, steps: int, precision: str) -> list[float]:
+def authors_step(reference: str, python: str, batch: int, steps: int, precision: str,
+                 keep_memory: bool = False) -> list[float]:
     cmd = [python, str(BENCH / "authors_reference.py"), reference, "train", "--batch", str(batch),
            "--steps", str(steps)] + (["--bf16"] if precision == "bf16" else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    env = {**SYSTEM_ENV, **(KEEP_MEMORY_ENV if keep_memory else {})}
+    proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode or line is None:
         sys.exit(f"the authors' reference failed ({' '.join(cmd)}):\n{proc.stderr[-3000:]}")
@@ -108,7 +121,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement (after one warm-up)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also time melp with its ECG encoder compiled")
+    parser.add_argument("--system-allocator", action="store_true",
+                        help="melp without trainer.keep_host_memory's settings (the system's malloc and page sizes)")
+    parser.add_argument("--reference-keep-memory", action="store_true",
+                        help="give the authors' subprocess the same settings as melp's (environment variables)")
     args = parser.parse_args()
+    kept = False if args.system_allocator else keep_freed_host_memory()
+    print(f"host memory: melp {'keeps freed memory' if kept else 'system settings'}, authors "
+          f"{'keep freed memory' if args.reference_keep_memory else 'system settings'}")
     python = args.reference_python or (str(Path(args.reference) / "venv/bin/python") if args.reference else None)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32 matmul {matmul_gflops():.0f} "
           f"GFLOP/s, bf16 matmul {matmul_gflops(torch.bfloat16):.0f} GFLOP/s")
@@ -125,7 +145,8 @@ def main() -> None:
             res = results[precision]
             line = f"round {r + 1}, {precision} (load average {load:.2f}): "
             if args.reference:
-                theirs = authors_step(args.reference, python, args.batch, args.steps, precision)
+                theirs = authors_step(args.reference, python, args.batch, args.steps, precision,
+                                      args.reference_keep_memory)
                 res["authors"].append(float(np.median(theirs)))
                 line += f"authors {', '.join(f'{t:.2f}' for t in theirs)} s"
             for name, ours in variants.items():

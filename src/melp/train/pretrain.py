@@ -133,10 +133,13 @@ def pretrain(cfg: dict, resume: str | None = None, progress: bool = True) -> Pat
     from melp.models.fast_inference import require_compiler
     from melp.train.checkpoints import AtomicCheckpointIO, LastCheckpoint, resume_checkpoint
     from melp.train.datamodule import ECGTextDataModule
+    from melp.train.host_memory import keep_freed_host_memory
     from melp.train.lightning_module import MELPLightning
     from melp.train.progress import progress_callbacks
     from melp.train.quiet import quiet_lightning
 
+    if cfg["trainer"].get("keep_host_memory", True):
+        keep_freed_host_memory()  # before the model's first tensor: torch reads its huge-page setting once
     quiet_lightning()
     run_dir = Path(cfg["output"]["dir"])
     ckpt_dir = run_dir / "checkpoints"

@@ -196,6 +196,10 @@ def pretrain_text(cfg: dict) -> dict:
     """
     import torch
 
+    from melp.train.host_memory import keep_freed_host_memory
+
+    if cfg["train"].get("keep_host_memory", True):
+        keep_freed_host_memory()
     threads = torch.get_num_threads()
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
