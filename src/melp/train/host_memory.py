@@ -4,7 +4,7 @@ A CPU training step allocates and frees the same large buffers every step (activ
 gradients, the text model's 94 MB embedding gradient, the positional convolution's spectra). By
 default glibc maps every block above its mmap threshold (at most 32 MB) afresh and unmaps it on
 free, and trims the heap's top as soon as 128 kB lie free there, so each step touches the same
-gigabytes as new pages: the paper step took 0.2-0.5 M page faults and 1.3-3.2 s of kernel time
+gigabytes as new pages: the paper step took 0.17-0.56 M page faults and 1.3-5.9 s of kernel time
 (docs/speed.md). Two settings keep that memory:
 
 - torch's ``THP_MEM_ALLOC_ENABLE``: blocks of 2 MB and more are aligned and advised as
