@@ -38,7 +38,7 @@ import torch
 from melp.models.config import MELPConfig
 from melp.models.melp import MELP
 from melp.models.text_encoder import build_random_text_model
-from melp.train.host_memory import TRIM_THRESHOLD, keep_freed_host_memory
+from melp.train.host_memory import FRESH_PROCESS_ENV, keep_freed_host_memory
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
@@ -46,16 +46,13 @@ from common import REPORTS, flop_counter, matmul_gflops  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 SYSTEM_ENV = dict(os.environ)  # before keep_freed_host_memory() adds torch's huge-page variable
-# keep_freed_host_memory's two settings for a process started afresh
-KEEP_MEMORY_ENV = {"THP_MEM_ALLOC_ENABLE": "1",
-                   "GLIBC_TUNABLES": f"glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold={TRIM_THRESHOLD}"}
 
 
 def authors_step(reference: str, python: str, batch: int, steps: int, precision: str,
                  keep_memory: bool = False) -> list[float]:
     cmd = [python, str(BENCH / "authors_reference.py"), reference, "train", "--batch", str(batch),
            "--steps", str(steps)] + (["--bf16"] if precision == "bf16" else [])
-    env = {**SYSTEM_ENV, **(KEEP_MEMORY_ENV if keep_memory else {})}
+    env = {**SYSTEM_ENV, **(FRESH_PROCESS_ENV if keep_memory else {})}
     proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode or line is None:

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt, /proc and page faults are Linux's")
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="glibc's mallopt, /proc and page faults are Linux's")
 
 # One "step": buffers of the sizes the paper step frees and allocates again (above glibc's 32 MB
-# largest mmap threshold, and between), each written once; eight steps (the heap settles in the first few), the page faults of the last.
+# largest mmap threshold, and between), each written once; eight steps (the heap settles in the
+# first few), the page faults of the last.
 STEP_FAULTS = """
 import json, resource, sys
 if sys.argv[1] == "keep":

@@ -20,25 +20,25 @@ leaves both settings as the system has them.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
 M_TRIM_THRESHOLD = -1  # glibc's malloc.h
 M_MMAP_MAX = -4
 TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int: keep up to 2 GB free at the heap's top
+# The same two settings for a process started afresh (environment variables; glibc's tunables)
+FRESH_PROCESS_ENV = {"THP_MEM_ALLOC_ENABLE": "1",
+                     "GLIBC_TUNABLES": f"glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold={TRIM_THRESHOLD}"}
 
 
 def keep_freed_host_memory() -> bool:
     """Apply both settings to this process (and the workers it forks); True where glibc took them.
 
     Idempotent. Where torch has already allocated, its huge-page setting stays as it was read."""
-    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", FRESH_PROCESS_ENV["THP_MEM_ALLOC_ENABLE"])
     if not sys.platform.startswith("linux"):
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.gnu_get_libc_version  # raises AttributeError on musl and other C libraries
-    except (OSError, AttributeError):
+    libc = ctypes.CDLL(None)  # the symbols already loaded: the C library's among them, no search for it
+    if not hasattr(libc, "gnu_get_libc_version"):  # musl and other C libraries: no such mallopt settings
         return False
     return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
