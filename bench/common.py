@@ -5,7 +5,7 @@ import statistics
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+from torch.utils.flop_counter import FlopCounterMode, conv_backward_flop, sdpa_backward_flop_count, sdpa_flop_count
 
 REPORTS = [
     "sinus rhythm. normal ecg.",
@@ -50,10 +50,24 @@ def _cpu_flash_backward(grad_out, query, key, value, *args, out_shape=None, **kw
     return sdpa_backward_flop_count(grad_out, query, key, value)
 
 
+def _grouped_conv_backward(grad_out_shape, x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    """torch's formula with its weight-gradient term divided by the groups: torch counts that term as if
+    every input channel met every output channel, 16x too much for the positional convolution."""
+    bias, stride, padding, dilation, transposed, output_padding, groups, output_mask = args[:8]
+    common = (grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation, transposed, output_padding, groups)
+    total = conv_backward_flop(*common, output_mask, out_val=out_shape)  # shapes pass through as they are
+    if output_mask[1] and groups > 1:
+        weight_term = conv_backward_flop(*common, [False, True, False], out_val=out_shape)
+        total -= weight_term - weight_term // groups
+    return total
+
+
 def flop_counter() -> FlopCounterMode:
-    """torch's FLOP counter, also counting the CPU flash-attention kernels: torch has formulas for the
-    GPU ones only, so a CPU step's attention would count as zero FLOPs."""
+    """torch's FLOP counter, also counting the CPU flash-attention kernels (torch has formulas for the
+    GPU ones only, so a CPU step's attention would count as zero FLOPs) and with grouped convolutions'
+    weight gradients counted per group."""
     aten = torch.ops.aten
     return FlopCounterMode(display=False, custom_mapping={
         aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash,
-        aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_flash_backward})
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_flash_backward,
+        aten.convolution_backward: _grouped_conv_backward})

@@ -45,3 +45,22 @@ def test_ludb_ceiling_measures_the_textbook_quantities_at_the_marked_waves():
     assert m["sokolow"] == pytest.approx(4.0)
     assert (m["p_duration"], m["pr"], m["rr_cv"]) == (100.0, 200.0, 0.0)
     assert m["p_height_ii"] == pytest.approx(0.2)
+
+
+def test_the_benches_count_a_grouped_convolutions_backward_as_twice_its_forward():
+    """torch's counter takes a grouped convolution's weight gradient for an ungrouped one (16x too many
+    FLOPs for the positional convolution, which made the bf16 step's matmul-rate fraction look higher)."""
+    import torch
+
+    sys.path.insert(0, str(BENCH))
+    from common import flop_counter
+
+    for groups in (1, 16):
+        conv = torch.nn.Conv1d(64, 64, 9, groups=groups)
+        x = torch.randn(2, 64, 100, requires_grad=True)
+        with flop_counter() as forward:
+            y = conv(x)
+        with flop_counter() as backward:
+            y.sum().backward()
+        assert forward.get_total_flops() == 2 * 2 * 64 * (64 // groups) * 9 * 92  # multiply-adds, 92 outputs
+        assert backward.get_total_flops() == 2 * forward.get_total_flops()  # input and weight gradients

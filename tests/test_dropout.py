@@ -2,10 +2,11 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from melp.models import attention as attention_module
 from melp.models.attention import Attention, attention_with_cpu_dropout
-from melp.models.dropout import LEVELS, Dropout, dropout
+from melp.models.dropout import LEVELS, Dropout, dropout, dropped, kept
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5])
@@ -59,7 +60,7 @@ def test_attention_with_cpu_dropout_is_sdpa_with_the_weights_dropped(causal, mon
     torch.manual_seed(0)
     q, k, v = (torch.randn(3, 4, 9, 8, requires_grad=True) for _ in range(3))
     drop = torch.rand(12, 9, 9) < 0.25
-    monkeypatch.setattr(attention_module, "dropped", lambda shape, p: drop)
+    monkeypatch.setattr(attention_module, "kept", lambda shape, p: (~drop).to(torch.uint8))
     monkeypatch.setattr(attention_module, "BLOCK_BYTES", 5 * 9 * 9 * 4)  # blocks of 5, 5 and 2 slices
     mask = attention_module.causal_mask(9, 9, q.device) if causal else None
     got = attention_with_cpu_dropout(q, k, v, mask, 0.25)
@@ -75,7 +76,7 @@ def test_attention_with_cpu_dropout_is_sdpa_with_the_weights_dropped(causal, mon
     for name, g, w in zip("qkv", got_grads, want_grads):
         assert torch.allclose(g, w.float(), atol=1e-5), name
 
-    monkeypatch.setattr(attention_module, "dropped", lambda shape, p: torch.zeros(shape, dtype=torch.bool))
+    monkeypatch.setattr(attention_module, "kept", lambda shape, p: torch.ones(shape, dtype=torch.uint8))
     with torch.no_grad():
         undropped = attention_with_cpu_dropout(q, k, v, mask, 0.25)
         assert torch.allclose(undropped * 0.75, F.scaled_dot_product_attention(q, k, v, attn_mask=mask), atol=1e-5)
@@ -85,7 +86,7 @@ def test_attention_with_cpu_dropout_under_bf16_autocast_runs_in_bf16_near_fp32(m
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 3, 20, 16, requires_grad=True) for _ in range(3))
     drop = torch.rand(6, 20, 20) < 0.1
-    monkeypatch.setattr(attention_module, "dropped", lambda shape, p: drop)
+    monkeypatch.setattr(attention_module, "kept", lambda shape, p: (~drop).to(torch.uint8))
     full = attention_with_cpu_dropout(q, k, v, None, 0.1)
     full_grads = torch.autograd.grad(full.square().sum(), (q, k, v))
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -107,3 +108,26 @@ def test_attention_dropout_is_unbiased_on_average():
         mean = torch.stack([attn(x) for _ in range(400)]).mean(0)
     assert (mean - expected).abs().max() < 0.05 * expected.abs().max()
     assert not torch.allclose(attn(x), expected, atol=1e-3)  # it does drop in training
+
+
+def test_kept_flags_are_the_complement_of_the_dropped_flags_of_the_same_draws():
+    torch.manual_seed(3)
+    drop = dropped((7, 33), 0.1)
+    torch.manual_seed(3)
+    keep = kept((7, 33), 0.1)
+    assert keep.dtype == torch.uint8 and torch.equal(keep.bool(), ~drop)
+
+
+def test_the_text_model_drops_through_melp_dropout_with_its_configured_p(tmp_path):
+    from melp.models.text_encoder import build_random_text_model, load_text_model
+
+    _, model = load_text_model(build_random_text_model(tmp_path, hidden_size=32, layers=2, heads=2), dropout=0.2)
+    dropouts = [m for m in model.modules() if isinstance(m, (nn.Dropout, Dropout))]
+    assert len(dropouts) == 1 + 2 * 3  # embeddings; per layer: attention weights, attention output, FFN output
+    assert all(type(m) is Dropout and m.p == 0.2 for m in dropouts)
+    ids = torch.randint(5, 100, (2, 9))
+    with torch.no_grad():
+        model.eval()
+        assert torch.equal(model(input_ids=ids).last_hidden_state, model(input_ids=ids).last_hidden_state)
+        model.train()
+        assert not torch.equal(model(input_ids=ids).last_hidden_state, model(input_ids=ids).last_hidden_state)

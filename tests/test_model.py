@@ -305,7 +305,9 @@ def test_a_text_folder_without_weights_gives_a_random_tower_with_a_warning(text_
 
 def test_text_dropout_setting_reaches_every_text_dropout(text_dir):
     def text_dropouts(model):
-        return {m.p for m in model.text_encoder.model.modules() if isinstance(m, torch.nn.Dropout)}
+        from melp.models.dropout import Dropout  # melp's, which replaces the text model's nn.Dropout
+
+        return {m.p for m in model.text_encoder.model.modules() if isinstance(m, (torch.nn.Dropout, Dropout))}
 
     assert text_dropouts(melp.MELP(small_config(text_dir))) == {0.1}  # the BERT config's own
     cfg = small_config(text_dir)
@@ -503,6 +505,32 @@ def test_positional_convolution_through_the_fft_equals_the_direct_one():
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
         with torch.no_grad():
             assert not PositionalConv.use_fft(x)  # inference on a CPU: the direct convolution
+
+
+def test_bf16_training_on_a_cpu_takes_the_fft_without_amx_and_the_direct_convolution_with_it(monkeypatch):
+    from melp.models import ecg_encoder
+    from melp.models.ecg_encoder import PositionalConv
+
+    x = torch.randn(2, 10, 8, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for amx in (False, True):
+            monkeypatch.setattr(ecg_encoder, "cpu_has_amx", lambda amx=amx: amx)
+            assert PositionalConv.use_fft(x) is not amx
+
+
+def test_positional_convolution_spectrum_is_the_conjugated_rfft_in_fp32_under_bf16_autocast():
+    """The DFT-basis spectrum equals torch's FFT of the weight, conjugated, in the (groups, bins, in, out)
+    layout, and stays fp32 under bf16 autocast (the inference copy is built inside one)."""
+    from melp.models.ecg_encoder import conv_spectrum
+
+    torch.manual_seed(0)
+    weight = torch.randn(32, 8, 7, dtype=torch.float64)  # 4 groups of 8 channels, kernel 7
+    want = torch.fft.rfft(weight, n=20).conj().view(4, 8, 8, 11).permute(0, 3, 2, 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        real, imag = conv_spectrum(weight.float(), groups=4, n_fft=20)
+    assert real.dtype == imag.dtype == torch.float32 and real.shape == (4, 11, 8, 8)
+    torch.testing.assert_close(real.double(), want.real, rtol=0, atol=1e-5)
+    torch.testing.assert_close(imag.double(), want.imag, rtol=0, atol=1e-5)
 
 
 def test_cpu_bf16_training_attention_runs_on_the_math_kernel_with_the_same_result(monkeypatch):

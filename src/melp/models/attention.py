@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from melp.models.dropout import dropped, kept_scale, on_cpu_path
+from melp.models.dropout import kept, kept_scale, on_cpu_path
 
 # On a CPU, PyTorch's fused (flash) attention kernel is the fastest forward, but in bf16 its
 # backward is slow for short sequences: forward+backward at 47-128 keys took 1.2-4x as long as the
@@ -98,31 +98,35 @@ def _probabilities(q_scaled: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
 
 
 class _BlockedDropoutAttention(torch.autograd.Function):
-    """(N, Tq, d) queries, (N, Tk, d) keys and values, a (Tq, Tk) mask or None, (N, Tq, Tk) dropped
-    flags: softmax(q k^T / sqrt(d)) with the dropped weights zeroed, times v, times 1/(1-p)."""
+    """(N, Tq, d) queries, (N, Tk, d) keys and values, a (Tq, Tk) mask or None, (N, Tq, Tk) uint8 kept
+    flags: softmax(q k^T / sqrt(d)) times the flags (the dropped weights zeroed), times v, times 1/(1-p)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, mask, drop, keep_scale: float):
-        ctx.save_for_backward(q, k, v, mask, drop)
+    def forward(ctx, q, k, v, mask, keep, keep_scale: float):
         ctx.keep_scale = keep_scale
         scale, out = q.shape[-1] ** -0.5, []
         for block in _blocks(q, k):
-            weights = _probabilities(q[block] * scale, k[block], mask).masked_fill_(drop[block], 0.0)
+            weights = _probabilities(q[block] * scale, k[block], mask).mul_(keep[block])
             out.append(weights @ v[block])
-        return torch.cat(out).mul_(keep_scale)
+        out = torch.cat(out).mul_(keep_scale)
+        ctx.save_for_backward(q, k, v, mask, keep, out)
+        return out
 
     @staticmethod
     def backward(ctx, grad):
-        q, k, v, mask, drop = ctx.saved_tensors
+        q, k, v, mask, keep, out = ctx.saved_tensors
+        # The softmax gradient's row sums, sum_j dW_ij P_ij, are grad_i . out_i (as in flash attention's
+        # backward): a (N, Tq) dot product instead of a pass over the (N, Tq, Tk) weights.
+        row_sums = (grad * out).sum(-1, keepdim=True)
         scale, grad = q.shape[-1] ** -0.5, grad * ctx.keep_scale
         dq, dk, dv = [], [], []
         with torch.autocast("cpu", enabled=False):
             for block in _blocks(q, k):
                 q_scaled = q[block] * scale
                 prob = _probabilities(q_scaled, k[block], mask)
-                dv.append(prob.masked_fill(drop[block], 0.0).transpose(1, 2) @ grad[block])
-                d_weights = (grad[block] @ v[block].transpose(1, 2)).masked_fill_(drop[block], 0.0)
-                d_scores = prob * (d_weights - (d_weights * prob).sum(-1, keepdim=True))  # softmax's
+                d_weights = (grad[block] @ v[block].transpose(1, 2)).mul_(keep[block])
+                d_scores = d_weights.sub_(row_sums[block]).mul_(prob)  # the softmax's gradient
+                dv.append(prob.mul_(keep[block]).transpose(1, 2) @ grad[block])  # prob's last use
                 dq.append((d_scores @ k[block]).mul_(scale))
                 dk.append(d_scores.transpose(1, 2) @ q_scaled)
         return torch.cat(dq), torch.cat(dk), torch.cat(dv), None, None, None
@@ -141,7 +145,7 @@ def attention_with_cpu_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | N
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else q.dtype
     *batch, t_q, _ = q.shape
     q3, k3, v3 = (t.to(dtype).reshape(-1, *t.shape[-2:]) for t in (q, k, v))
-    drop = dropped((q3.shape[0], t_q, k3.shape[1]), p)
+    keep = kept((q3.shape[0], t_q, k3.shape[1]), p)
     with torch.autocast("cpu", enabled=False):
-        out = _BlockedDropoutAttention.apply(q3, k3, v3, mask, drop, kept_scale(p))
+        out = _BlockedDropoutAttention.apply(q3, k3, v3, mask, keep, kept_scale(p))
     return out.view(*batch, t_q, v3.shape[-1])

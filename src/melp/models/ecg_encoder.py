@@ -5,6 +5,9 @@ embedding -> LayerNorm -> post-LN transformer layers -> (B, frames, width).
 """
 from __future__ import annotations
 
+import functools
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -55,29 +58,56 @@ class FeatureExtractor(nn.Module):
         return self.layers[1:](h)
 
 
-def conv_spectrum(weight: Tensor, groups: int, n_fft: int) -> Tensor:
-    """A grouped Conv1d weight (out, in/groups, kernel) -> its spectrum for :func:`fft_grouped_conv1d`,
-    (groups, bins, in per group, out per group), conjugated: Conv1d correlates, it does not convolve."""
-    out_channels, per_group, _ = weight.shape
-    spectrum = torch.fft.rfft(weight.float(), n=n_fft).conj()
-    return spectrum.view(groups, out_channels // groups, per_group, -1).permute(0, 3, 2, 1)
+@functools.lru_cache(maxsize=8)
+def dft_basis(n_fft: int, kernel: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """cos and sin of 2 pi f k / n_fft for each real-FFT bin f and kernel tap k: two (bins, kernel) fp32."""
+    bins, taps = torch.arange(n_fft // 2 + 1, dtype=torch.float64), torch.arange(kernel, dtype=torch.float64)
+    angle = torch.outer(bins, taps) * (2 * math.pi / n_fft)
+    return angle.cos().float().to(device), angle.sin().float().to(device)
 
 
-def fft_grouped_conv1d(x: Tensor, spectrum: Tensor, bias: Tensor, padding: int, kernel: int, n_fft: int) -> Tensor:
+def conv_spectrum(weight: Tensor, groups: int, n_fft: int) -> tuple[Tensor, Tensor]:
+    """A grouped Conv1d weight (out, in/groups, kernel) -> the real and imaginary parts of its spectrum
+    for :func:`fft_grouped_conv1d`, each (groups, bins, in per group, out per group), conjugated (Conv1d
+    correlates, it does not convolve). Two real matrix products with the DFT basis rather than an FFT:
+    they give this layout directly, where the FFT's spectrum would need permuted copies (65 MB each at the
+    paper's size), and their gradients stay real: in the paper's CPU training step this weight's forward
+    and backward took 65 ms, against 60-520 ms for the FFT's (docs/speed.md)."""
+    out_channels, per_group, kernel = weight.shape
+    cos, sin = dft_basis(n_fft, kernel, weight.device)
+    taps = weight.float().view(groups, out_channels // groups, per_group, kernel).permute(0, 3, 2, 1)
+    taps = taps.reshape(groups, kernel, per_group * out_channels // groups)  # (G, kernel, in * out)
+    shape = (groups, cos.shape[0], per_group, out_channels // groups)
+    with torch.autocast(weight.device.type, enabled=False):  # fp32 whatever the autocast, as the FFT's
+        return (cos @ taps).view(shape), (sin @ taps).view(shape)
+
+
+def fft_grouped_conv1d(x: Tensor, real: Tensor, imag: Tensor, bias: Tensor, padding: int, kernel: int,
+                       n_fft: int) -> Tensor:
     """``F.conv1d(x, weight, bias, padding=padding, groups=groups)`` through the FFT, in fp32 whatever the
-    autocast: a product per frequency bin, one small matrix per group. For the positional convolution
-    (kernel 128, 16 groups) it is exact to fp32 rounding and several times cheaper than the direct
-    convolution (on CPUs, and on GPUs where cuDNN's grouped long-kernel convolution is slow)."""
+    autocast: a product per frequency bin, one small matrix per group, in real arithmetic (the real and
+    imaginary parts of the signal stacked along the batch). For the positional convolution (kernel 128,
+    16 groups) it is exact to fp32 rounding and several times cheaper than the direct convolution (on
+    CPUs, and on GPUs where cuDNN's grouped long-kernel convolution is slow)."""
     batch, channels, length = x.shape
     if length + 2 * padding > n_fft:
         raise ValueError(f"FFT size {n_fft} is too small for {length} samples padded by {padding}")
-    groups, bins = spectrum.shape[0], spectrum.shape[1]
+    groups, bins = real.shape[0], real.shape[1]
     with torch.autocast(x.device.type, enabled=False):
         signal = torch.fft.rfft(F.pad(x.float(), (padding, padding)), n=n_fft)  # (B, C, bins)
         signal = signal.view(batch, groups, channels // groups, bins).permute(1, 3, 0, 2)  # (G, bins, B, C/G)
-        product = (signal @ spectrum).permute(2, 0, 3, 1).reshape(batch, -1, bins)
+        parts = torch.cat([signal.real, signal.imag], dim=2)  # (G, bins, 2B, C/G)
+        by_real, by_imag = parts @ real, parts @ imag
+        product = torch.complex(by_real[:, :, :batch] - by_imag[:, :, batch:],
+                                by_imag[:, :, :batch] + by_real[:, :, batch:])
+        product = product.permute(2, 0, 3, 1).reshape(batch, -1, bins)
         y = torch.fft.irfft(product, n=n_fft)[..., : length + 2 * padding - kernel + 1]
         return y + bias.float()[:, None]
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (torch's own check; False where torch does not offer it)."""
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
 class PositionalConv(nn.Module):
@@ -98,20 +128,25 @@ class PositionalConv(nn.Module):
         spectrum for ``frames`` frames once, so every call takes the FFT path without transforming it."""
         parametrize.remove_parametrizations(self.conv, "weight")
         n_fft = frames + 2 * (self.kernel // 2)
-        self.spectrum = conv_spectrum(self.conv.weight.detach(), self.groups, n_fft).contiguous()
+        self.spectrum = torch.stack(conv_spectrum(self.conv.weight.detach(), self.groups, n_fft))
 
     @staticmethod
     def use_fft(x: Tensor) -> bool:
         """Measured (docs/speed.md): the FFT wins on GPUs (cuDNN's grouped long-kernel convolution is slow)
-        and for fp32 training on CPUs (fwd + bwd 1.4x); a CPU's bf16 convolution (AMX) is 3x faster than
-        the fp32 FFT under autocast, and without gradients the weight's transform does not pay off."""
-        return x.is_cuda or (torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type))
+        and for training on CPUs: fp32, and bf16 autocast on a CPU without AMX (forward + backward 2.8x
+        with AVX-512 bf16); with AMX, the bf16 convolution was 3x faster than the fp32 FFT. Without
+        gradients the weight's transform does not pay off."""
+        if x.is_cuda:
+            return True
+        if not torch.is_grad_enabled():
+            return False
+        return not (torch.is_autocast_enabled(x.device.type) and cpu_has_amx())
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D)
         if self.spectrum is not None or self.use_fft(x):
             n_fft = x.shape[1] + 2 * (self.kernel // 2)
-            spectrum = self.spectrum if self.spectrum is not None else conv_spectrum(self.conv.weight, self.groups, n_fft)
-            y = fft_grouped_conv1d(x.transpose(1, 2), spectrum, self.conv.bias, self.kernel // 2, self.kernel, n_fft)
+            real, imag = self.spectrum if self.spectrum is not None else conv_spectrum(self.conv.weight, self.groups, n_fft)
+            y = fft_grouped_conv1d(x.transpose(1, 2), real, imag, self.conv.bias, self.kernel // 2, self.kernel, n_fft)
         else:
             y = self.conv(x.transpose(1, 2))
         if self.trim:

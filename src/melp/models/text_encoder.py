@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from melp.models.attention import attention_backend
 from melp.models.config import TextConfig
+from melp.models.dropout import Dropout
 
 BOS_TOKEN = "[BOS]"
 PACKAGE_PREFIX = "package:"
@@ -119,7 +120,17 @@ def load_text_model(path: Path, load_weights: bool = True, dropout: float | None
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
             # a pretrained model's new [BOS] row starts near its embeddings (their mean and covariance)
             model.resize_token_embeddings(len(tokenizer), mean_resizing=has_weights and load_weights)
+    use_melp_dropout(model)
     return tokenizer, model
+
+
+def use_melp_dropout(model: nn.Module) -> None:
+    """Swap the model's ``nn.Dropout`` modules for melp's (same p, no weights): on a CPU its draws are
+    2.4-3.3x as fast as torch's (melp.models.dropout); on a GPU it is torch's."""
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if type(child) is nn.Dropout:
+                setattr(parent, name, Dropout(child.p))
 
 
 def build_random_text_model(out_dir: str | Path, hidden_size: int = 768, layers: int = 12, heads: int = 12,
