@@ -71,8 +71,8 @@ def conv_spectrum(weight: Tensor, groups: int, n_fft: int) -> tuple[Tensor, Tens
     for :func:`fft_grouped_conv1d`, each (groups, bins, in per group, out per group), conjugated (Conv1d
     correlates, it does not convolve). Two real matrix products with the DFT basis rather than an FFT:
     they give this layout directly, where the FFT's spectrum would need permuted copies (65 MB each at the
-    paper's size), and their gradients stay real: in the paper's CPU training step this weight's forward
-    and backward took 65 ms, against 60-520 ms for the FFT's (docs/speed.md)."""
+    paper's size), and their gradients stay real: inside the paper's CPU training step this weight's
+    forward and backward took 70 ms against the FFT's 220 ms (medians; bench/pos_conv.py)."""
     out_channels, per_group, kernel = weight.shape
     cos, sin = dft_basis(n_fft, kernel, weight.device)
     taps = weight.float().view(groups, out_channels // groups, per_group, kernel).permute(0, 3, 2, 1)
@@ -134,8 +134,8 @@ class PositionalConv(nn.Module):
     def use_fft(x: Tensor) -> bool:
         """Measured (docs/speed.md): the FFT wins on GPUs (cuDNN's grouped long-kernel convolution is slow)
         and for training on CPUs: fp32, and bf16 autocast on a CPU without AMX (forward + backward 2.8x
-        with AVX-512 bf16); with AMX, the bf16 convolution was 3x faster than the fp32 FFT. Without
-        gradients the weight's transform does not pay off."""
+        with AVX-512 bf16); with AMX, the bf16 convolution was 3x faster than the earlier fp32 FFT (not
+        measured against the DFT transform). Without gradients the weight's transform does not pay off."""
         if x.is_cuda:
             return True
         if not torch.is_grad_enabled():
