@@ -140,7 +140,7 @@ def _blocks(q: Tensor, k: Tensor) -> list[slice]:
 def attention_with_cpu_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
     """What SDPA computes with ``attn_mask=mask, dropout_p=p`` (its plain matmul-softmax kernel: its
     fused CPU kernel has no dropout), with melp's cheaper CPU draws (melp.models.dropout), in blocks
-    that stay in cache (BLOCK_BYTES): forward and backward 1.65x as fast as SDPA's at the paper ECG
+    that stay in cache (BLOCK_BYTES): forward and backward 2.0-2.3x as fast as SDPA's at the paper ECG
     encoder's 312 frames (bench/dropout.py). ``mask``: (Tq, Tk) or None."""
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else q.dtype
     *batch, t_q, _ = q.shape
