@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
-import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
 
 from melp.train.lightning_module import report_ids
