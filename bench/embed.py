@@ -9,7 +9,12 @@ cosine between melp's bf16 and fp32 embeddings of the same records, and the in-r
 ``--compile`` adds melp with ``compile=True`` in both precisions (their own model copies, compiled in
 the warm-up call of each batch size, so the timed calls run compiled graphs).
 
+melp's process keeps freed host memory as the ``melp`` commands do (``melp.keep_freed_host_memory``)
+unless ``--system-allocator``; the authors' subprocess gets the system's settings unless
+``--reference-keep-memory`` gives it the same two.
+
     python bench/embed.py [--reference /tmp/refbench] [--batches 1 16 256] [--rounds 2] [--compile]
+                          [--system-allocator] [--reference-keep-memory]
 """
 from __future__ import annotations
 
@@ -29,16 +34,22 @@ from melp.models.config import MELPConfig
 from melp.models.melp import MELP
 from melp.models.text_encoder import build_random_text_model
 from melp.synth import simulate
+from melp.train.host_memory import FRESH_PROCESS_ENV, keep_freed_host_memory
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 from common import matmul_gflops  # noqa: E402
 
 
-def authors(reference: str, python: str, batches: list[int], min_ecgs: int, bf16: bool) -> dict[int, float]:
+SYSTEM_ENV = dict(os.environ)  # before keep_freed_host_memory() adds torch's huge-page variable
+
+
+def authors(reference: str, python: str, batches: list[int], min_ecgs: int, bf16: bool,
+            keep_memory: bool = False) -> dict[int, float]:
     cmd = [python, str(BENCH / "authors_reference.py"), reference, "embed", "--batches", *map(str, batches),
            "--min-ecgs", str(min_ecgs)] + (["--bf16"] if bf16 else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    env = {**SYSTEM_ENV, **(FRESH_PROCESS_ENV if keep_memory else {})}
+    proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode or line is None:
         sys.exit(f"the authors' reference failed ({' '.join(cmd)}):\n{proc.stderr[-3000:]}")
@@ -67,7 +78,14 @@ def main() -> None:
     parser.add_argument("--min-ecgs", type=int, default=16, help="ECGs timed per batch size, at least")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also time melp with compile=True")
+    parser.add_argument("--system-allocator", action="store_true",
+                        help="melp without keep_freed_host_memory's settings (the system's malloc and page sizes)")
+    parser.add_argument("--reference-keep-memory", action="store_true",
+                        help="give the authors' subprocess the same settings as melp's (environment variables)")
     args = parser.parse_args()
+    kept = False if args.system_allocator else keep_freed_host_memory()
+    print(f"host memory: melp {'keeps freed memory' if kept else 'system settings'}, authors "
+          f"{'keep freed memory' if args.reference_keep_memory else 'system settings'}")
     python = args.reference_python or (str(Path(args.reference) / "venv/bin/python") if args.reference else None)
 
     torch.manual_seed(0)
@@ -90,8 +108,9 @@ def main() -> None:
         load, peak = os.getloadavg()[0], matmul_gflops()
         row = {}
         if args.reference:
-            row["authors fp32"] = authors(args.reference, python, args.batches, args.min_ecgs, bf16=False)
-            row["authors bf16"] = authors(args.reference, python, args.batches, args.min_ecgs, bf16=True)
+            for precision in ("fp32", "bf16"):
+                row[f"authors {precision}"] = authors(args.reference, python, args.batches, args.min_ecgs,
+                                                      precision == "bf16", args.reference_keep_memory)
         row["melp fp32"] = ours(model, raw, args.batches, args.min_ecgs, "fp32")
         row["melp bf16"] = ours(model, raw, args.batches, args.min_ecgs, "bf16")
         for name, twin in copies.items():

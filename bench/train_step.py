@@ -13,12 +13,17 @@ src/melp/train/host_memory.py) unless ``--system-allocator``; the authors' subpr
 system's settings unless ``--reference-keep-memory`` gives it the same two (as environment
 variables), which measures how much of the ratio is the allocator.
 
+``--breakdown`` then profiles one more step of melp per precision and splits its time into matrix
+products (the ops the FLOP counter counts) and the rest, and times the fused AdamW step alone: how
+much of the gap to the matmul rate is the products' own efficiency at this model's shapes and how
+much the other work.
+
 ``--compile`` also times a second copy of melp's model with its ECG encoder compiled the way
 ``trainer.compile_ecg_encoder: true`` does it (``torch.compile``, static shapes; compiled during its
 warm-up step).
 
     python bench/train_step.py [--reference /tmp/refbench] [--precisions fp32 bf16] [--steps 3] [--rounds 2] [--compile]
-                               [--system-allocator] [--reference-keep-memory]
+                               [--system-allocator] [--reference-keep-memory] [--breakdown]
 """
 from __future__ import annotations
 
@@ -108,6 +113,33 @@ class OurStep:
         return times, fractions
 
 
+# The ops that carry the step's FLOPs (common.flop_counter): matrix products, convolutions, attention.
+PRODUCT_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "convolution", "flash_attention")
+
+
+def breakdown(ours: OurStep, precision: str) -> None:
+    """One profiled step: seconds in the products against the rest, and the fused AdamW alone."""
+    rate = matmul_gflops(DTYPES[precision])
+    with torch.profiler.profile() as prof:
+        start = time.perf_counter()
+        ours.step(precision)
+        step_s = time.perf_counter() - start
+    self_s = {e.key: e.self_cpu_time_total / 1e6 for e in prof.key_averages()}
+    products = sum(t for op, t in self_s.items() if any(name in op for name in PRODUCT_OPS))
+    rest = sorted(((t, op) for op, t in self_s.items() if not any(name in op for name in PRODUCT_OPS)), reverse=True)
+    adam = []
+    for _ in range(5):  # the gradients of the profiled step are still there
+        start = time.perf_counter()
+        ours.opt.step()
+        adam.append(time.perf_counter() - start)
+    ideal = ours.flops[precision] / rate / 1e9
+    print(f"breakdown, {precision}: step {step_s:.2f} s under the profiler; at the {rate:.0f} GFLOP/s matmul rate "
+          f"its {ours.flops[precision] / 1e12:.2f} TFLOP take {ideal:.2f} s (0.9 of the rate: a step of {ideal / 0.9:.2f} s)")
+    print(f"  matrix products {products:.2f} s (= {ideal / products:.2f} x the rate on their own), everything else "
+          f"{sum(t for t, _ in rest):.2f} s; fused AdamW alone {float(np.median(adam)):.3f} s (median of 5)")
+    print("  largest of the rest: " + ", ".join(f"{op.removeprefix('aten::')} {t:.3f} s" for t, op in rest[:8]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", default=None, help="the authors' reference folder (shared/refbench/README.md)")
@@ -118,6 +150,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement (after one warm-up)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also time melp with its ECG encoder compiled")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="then profile one step: products against the rest, and AdamW alone")
     parser.add_argument("--system-allocator", action="store_true",
                         help="melp without trainer.keep_host_memory's settings (the system's malloc and page sizes)")
     parser.add_argument("--reference-keep-memory", action="store_true",
@@ -168,6 +202,9 @@ def main() -> None:
                 line += (f"; authors {authors_s:.2f} s/step; {name} is {authors_s / melp_s:.2f}x faster "
                          f"(per round: {', '.join(f'{a / m:.2f}x' for a, m in zip(res['authors'], res[name]))})")
             print(line)
+    if args.breakdown:
+        for precision in args.precisions:
+            breakdown(variants["melp"], precision)
 
 
 if __name__ == "__main__":

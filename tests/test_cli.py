@@ -73,3 +73,18 @@ def test_every_option_and_argument_of_every_command_has_help():
                for action in parser._actions
                if action.dest != "help" and not (action.help or "").strip()]
     assert missing == []
+
+
+def test_model_commands_keep_freed_host_memory_and_pretrain_follows_its_config(tmp_path, monkeypatch):
+    """An inference command applies melp.train.host_memory's settings before its work starts; pretrain
+    leaves that to its trainer.keep_host_memory (which can be false)."""
+    from melp.train import host_memory
+
+    calls = []
+    monkeypatch.setattr(host_memory, "keep_freed_host_memory", lambda: calls.append(1) or True)
+    missing = str(tmp_path / "missing")
+    assert main(["classify", missing + ".hea", "--model", missing, "--labels", "AF"]) == 2  # fails at once
+    assert calls == [1]
+    calls.clear()
+    assert main(["pretrain", "--config", missing + ".yaml", "--out", str(tmp_path / "run")]) == 2
+    assert calls == []

@@ -533,6 +533,45 @@ def test_positional_convolution_spectrum_is_the_conjugated_rfft_in_fp32_under_bf
     torch.testing.assert_close(imag.double(), want.imag, rtol=0, atol=1e-5)
 
 
+def test_blocked_attention_is_sdpa_without_dropout_across_several_blocks(monkeypatch):
+    """The bf16 CPU inference path computes SDPA's definition (float64: exactly up to rounding), with
+    and without a causal mask, when the (batch x head) slices span several blocks and end in a partial one."""
+    from melp.models import attention
+    from melp.models.attention import blocked_attention, causal_mask
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 5, 11, 8, dtype=torch.float64) for _ in range(3))
+    monkeypatch.setattr(attention, "INFERENCE_BLOCK_BYTES", 4 * 11 * 11 * 8)  # 4 of the 15 slices per block
+    assert len(attention._blocks(q.flatten(0, 1), k.flatten(0, 1), attention.INFERENCE_BLOCK_BYTES)) == 4
+    for mask in (None, causal_mask(11, 11, q.device)):
+        want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        torch.testing.assert_close(blocked_attention(q, k, v, mask), want, rtol=0, atol=1e-12)
+
+
+def test_cpu_bf16_inference_attention_is_blocked_only_without_amx_and_without_gradients(monkeypatch):
+    """Which path Attention takes: blocked_attention for bf16 without gradients on a CPU without AMX
+    (its result within bf16 rounding of the fp32 module's), SDPA's kernels otherwise."""
+    from melp.models import attention
+    from melp.models.attention import Attention
+
+    calls = []
+    blocked = attention.blocked_attention
+    monkeypatch.setattr(attention, "blocked_attention", lambda *a: calls.append(1) or blocked(*a))
+    torch.manual_seed(0)
+    attn = Attention(64, 4).eval()
+    x = torch.randn(2, 30, 64)
+    with torch.no_grad():
+        want = attn(x, causal=True)
+        for amx, grad, dtype, takes in ((False, False, torch.bfloat16, True), (True, False, torch.bfloat16, False),
+                                        (False, True, torch.bfloat16, False), (False, False, torch.float32, False)):
+            monkeypatch.setattr(attention, "cpu_has_amx", lambda amx=amx: amx)
+            calls.clear()
+            with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+                y = attn(x, causal=True)
+            assert bool(calls) is takes, (amx, grad, dtype)
+            torch.testing.assert_close(y.float(), want, rtol=0, atol=0.05 if dtype == torch.bfloat16 else 1e-5)
+
+
 def test_cpu_bf16_training_attention_runs_on_the_math_kernel_with_the_same_result(monkeypatch):
     from melp.models import attention
     from melp.models.attention import CPU_BF16_MATH_MAX_KEYS, Attention, attention_backend

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import melp
+from melp.models import attention
 from melp.models.official import ConversionError, convert_official, read_state_dict
 from official_checkpoint import build_state_dict, fixture_dir, write_lightning_checkpoint
 
@@ -201,9 +202,12 @@ def test_not_a_checkpoint_is_a_clear_error(tmp_path):
         read_state_dict(tmp_path / "junk.ckpt")
 
 
-def test_bf16_embeddings_stay_within_cosine_0999_of_fp32(converted, expected):
+@pytest.mark.parametrize("amx", [False, True], ids=["blocked attention", "flash attention"])
+def test_bf16_embeddings_stay_within_cosine_0999_of_fp32(converted, expected, amx, monkeypatch):
     """The fast inference path (bf16 autocast) on the authors' paper-size model: every ECG's
-    embedding and probe features within cosine 0.999 of fp32, and zero-shot scores within 0.01."""
+    embedding and probe features within cosine 0.999 of fp32, and zero-shot scores within 0.01, with
+    either attention path (blocked on CPUs without AMX, SDPA's flash kernel with AMX)."""
+    monkeypatch.setattr(attention, "cpu_has_amx", lambda: amx)
     model, ecg = converted["model"], expected["ecg"].numpy()
     prompts = expected["texts"]["prompts"]
     fp32 = {"emb": model.embed_ecg(ecg), "feat": model.ecg_features(ecg), "zs": model.zero_shot(ecg, prompts)}

@@ -4,6 +4,8 @@ Public API (imported lazily so that `import melp` is cheap):
     melp.read_record(path)      -> Record (signal in mV, fs, canonical leads, metadata)
     melp.MELP(config)           the model; melp.MELP.from_preset("tiny" | "paper" | "base" | "large")
     melp.load(model_dir)        a saved model folder, ready for embed_ecg / embed_text / zero_shot / generate
+    melp.keep_freed_host_memory()  keep freed memory for reuse (faster CPU training and inference;
+                                the `melp` commands do it): call it first, before any tensor exists
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ _LAZY = {
     "MELP": ("melp.models.melp", "MELP"),
     "MELPConfig": ("melp.models.config", "MELPConfig"),
     "load": ("melp.models.melp", "load"),
+    "keep_freed_host_memory": ("melp.train.host_memory", "keep_freed_host_memory"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -21,6 +21,20 @@ from melp.models.dropout import kept, kept_scale, on_cpu_path
 CPU_BF16_MATH_MAX_KEYS = 128
 
 
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (torch's own check; False where torch does not offer it)."""
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+def use_blocked_inference(q: Tensor) -> bool:
+    """bf16 inference on a CPU without AMX (AVX-512 bf16): there the flash kernel ran at about a sixth
+    of the bf16 matmul rate, and plain matmul-softmax in cache-sized blocks (blocked_attention) took
+    about half its time at 312 frames; the paper ECG side, 1.06x / 1.09x faster per call at batch 1 / 16
+    (medians of 5 alternated rounds, bench/attention_backends.py --inference). Not measured with AMX."""
+    return (q.device.type == "cpu" and q.dtype == torch.bfloat16 and not torch.is_grad_enabled()
+            and not cpu_has_amx())
+
+
 def attention_backend(n_keys: int, dtype: torch.dtype, device: torch.device):
     """The context to run an attention of ``n_keys`` keys in (see CPU_BF16_MATH_MAX_KEYS)."""
     if (device.type == "cpu" and dtype == torch.bfloat16 and n_keys <= CPU_BF16_MATH_MAX_KEYS
@@ -73,6 +87,8 @@ class Attention(nn.Module):
         p = self.dropout if self.training else 0.0
         if on_cpu_path(q, p):
             y = attention_with_cpu_dropout(q, k, v, causal_mask(t_q, t_k, x.device) if causal else mask, p)
+        elif use_blocked_inference(q):
+            y = blocked_attention(q, k, v, causal_mask(t_q, t_k, x.device) if causal else mask)
         else:
             with attention_backend(t_k, q.dtype, q.device):
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
@@ -88,6 +104,9 @@ def causal_mask(t_q: int, t_k: int, device: torch.device) -> Tensor:
 # attention weights, so that the softmax, the dropout and their gradients work in cache. The weights
 # are recomputed in the backward pass instead of kept: two fewer (B, H, T, T) tensors per layer.
 BLOCK_BYTES = 2 << 20
+# blocked_attention's blocks: at 312 frames, 1 MiB blocks took 1.2 ms per batch-1 call against
+# 2.0 ms for 2 MiB and 1.5 ms for 0.5 MiB (ad-hoc, AVX-512 bf16 CPU); equal at batch 16.
+INFERENCE_BLOCK_BYTES = 1 << 20
 
 
 def _probabilities(q_scaled: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
@@ -132,9 +151,23 @@ class _BlockedDropoutAttention(torch.autograd.Function):
         return torch.cat(dq), torch.cat(dk), torch.cat(dv), None, None, None
 
 
-def _blocks(q: Tensor, k: Tensor) -> list[slice]:
-    step = max(1, BLOCK_BYTES // (q.shape[1] * k.shape[1] * q.element_size()))
+def _blocks(q: Tensor, k: Tensor, block_bytes: int = BLOCK_BYTES) -> list[slice]:
+    step = max(1, block_bytes // (q.shape[1] * k.shape[1] * q.element_size()))
     return [slice(i, i + step) for i in range(0, q.shape[0], step)]
+
+
+def blocked_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    """SDPA's value without dropout or gradients, as plain matmul-softmax in cache-sized blocks (the
+    softmax's sums run in fp32 inside its bf16 kernel; the scores are rounded to q's dtype, so in bf16
+    this is less exact than flash: the embeddings stay within cosine 0.999 of fp32, tested).
+    ``mask``: (Tq, Tk) or None."""
+    *batch, t_q, _ = q.shape
+    q3, k3, v3 = (t.reshape(-1, *t.shape[-2:]) for t in (q, k, v))
+    out = q3.new_empty(q3.shape[0], t_q, v3.shape[-1])
+    scale = q.shape[-1] ** -0.5
+    for block in _blocks(q3, k3, INFERENCE_BLOCK_BYTES):
+        torch.bmm(_probabilities(q3[block] * scale, k3[block], mask), v3[block], out=out[block])
+    return out.view(*batch, t_q, v3.shape[-1])
 
 
 def attention_with_cpu_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
-from melp.models.attention import Attention
+from melp.models.attention import Attention, cpu_has_amx
 from melp.models.config import ECGEncoderConfig
 from melp.models.dropout import Dropout
 
@@ -103,11 +103,6 @@ def fft_grouped_conv1d(x: Tensor, real: Tensor, imag: Tensor, bias: Tensor, padd
         product = product.permute(2, 0, 3, 1).reshape(batch, -1, bins)
         y = torch.fft.irfft(product, n=n_fft)[..., : length + 2 * padding - kernel + 1]
         return y + bias.float()[:, None]
-
-
-def cpu_has_amx() -> bool:
-    """Whether this CPU has AMX tiles (torch's own check; False where torch does not offer it)."""
-    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
 class PositionalConv(nn.Module):
