@@ -37,8 +37,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 # Commands that run a model keep freed host memory for reuse (melp.train.host_memory): bf16 embedding
-# at batch 16 ran 13-14 ECG/s with it against 10.5-13 without, where every large activation faulted in
-# as new pages. pretrain and pretrain-text follow their config's keep_host_memory instead.
+# at batch 16 ran 12-14 ECG/s with it against 9-13 without, where every large activation faulted in
+# as new pages (docs/speed.md). pretrain and pretrain-text follow their config's keep_host_memory.
 KEEPS_HOST_MEMORY = {"zeroshot", "probe", "finetune", "retrieve", "generate", "bench-all", "convert",
                      "classify", "report", "serve"}
 
