@@ -8,7 +8,9 @@ Each run starts its own server (`melp serve` in a subprocess on a free port), wa
 /v1/health, sends one warm-up request, then the N timed POST /v1/classify requests (one 10 s
 12-lead record each, the page's default class list; --endpoint report|embed|analyze for the
 others) and prints throughput (requests/s), p50/p95
-latency and the error count, which must be 0 (the exit status is 1 otherwise).
+latency and the error count, which must be 0 (the exit status is 1 otherwise). On Linux it also prints
+the server's resident memory after the warm-up request and after the timed ones, and its peak: the
+server keeps freed memory for reuse (melp.train.host_memory), so it should settle, not grow.
 """
 from __future__ import annotations
 
@@ -98,13 +100,23 @@ class Server:
         self.log.close()
 
 
-def load(url: str, records: list[list[Path]], requests: int, clients: int) -> dict:
-    """``url``: the endpoint to POST the records to."""
+def memory_mb(pid: int) -> dict[str, float]:
+    """Resident (VmRSS) and peak resident (VmHWM) memory of a process, MB; empty where /proc has none."""
+    status = Path(f"/proc/{pid}/status")
+    if not status.exists():
+        return {}
+    fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+    return {key: int(fields[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM") if key in fields}
+
+
+def load(url: str, records: list[list[Path]], requests: int, clients: int, pid: int) -> dict:
+    """``url``: the endpoint to POST the records to; ``pid``: the server's process, for its memory."""
     import httpx
 
     payloads = [[("file", (p.name, p.read_bytes())) for p in files] for files in records]
     with httpx.Client(timeout=300) as warm:
         warm.post(url, files=payloads[0]).raise_for_status()
+    warm_memory = memory_mb(pid)
 
     def one(i: int) -> tuple[float, str | None]:
         start = time.perf_counter()
@@ -124,7 +136,8 @@ def load(url: str, records: list[list[Path]], requests: int, clients: int) -> di
     errors = [r[1] for r in results if r[1]]
     return {"throughput": requests / wall, "p50": statistics.median(latencies),
             "p95": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))], "errors": len(errors),
-            "first_error": errors[0] if errors else None, "wall": wall}
+            "first_error": errors[0] if errors else None, "wall": wall,
+            "memory": (warm_memory, memory_mb(pid))}
 
 
 def main(argv=None) -> int:
@@ -158,10 +171,15 @@ def main(argv=None) -> int:
         for mode, wait_ms in modes:
             name = mode if wait_ms is None else f"{mode} (wait {wait_ms:g} ms)"
             with Server(model, mode == "batching", args.precision, wait_ms) as server:
-                results[name] = load(f"{server.url}/v1/{args.endpoint}", records, args.requests, args.clients)
+                results[name] = load(f"{server.url}/v1/{args.endpoint}", records, args.requests, args.clients,
+                                     server.process.pid)
             r = results[name]
             print(f"  {name:<24} {r['throughput']:7.2f} req/s   p50 {r['p50'] * 1000:7.0f} ms   "
                   f"p95 {r['p95'] * 1000:7.0f} ms   errors {r['errors']}   ({r['wall']:.1f} s)", flush=True)
+            warm, end = r["memory"]
+            if warm and end:
+                print(f"    server memory: {warm['VmRSS']:.0f} MB after the warm-up, {end['VmRSS']:.0f} MB after "
+                      f"{args.requests} requests (peak {end['VmHWM']:.0f} MB)")
             if r["first_error"]:
                 print(f"    first error: {r['first_error']}")
         if "no-batching" in results:
