@@ -1,8 +1,13 @@
 """What the side-by-side benches share; no melp import, so the authors' environment loads it too
 (bench/authors_reference.py): the 8 MIMIC-IV-ECG-style reports of the training-step benches and the
-in-run matmul rate."""
+in-run matmul rate, and running the authors' reference."""
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, conv_backward_flop, sdpa_backward_flop_count, sdpa_flop_count
@@ -17,6 +22,23 @@ REPORTS = [
     "sinus rhythm with premature ventricular complexes. poor r wave progression - probable normal variant. borderline ecg.",
     "paced rhythm. no further analysis. abnormal ecg.",
 ]
+
+
+# The environment as the bench started, before keep_freed_host_memory() adds torch's huge-page
+# variable: the authors' subprocess gets the system's settings unless asked for melp's.
+SYSTEM_ENV = dict(os.environ)
+
+
+def run_authors(python: str, reference: str, arguments: list[str], extra_env: dict | None = None) -> dict:
+    """bench/authors_reference.py with the authors' Python: the JSON of its ``RESULT`` line; exits with
+    their stderr if it fails."""
+    cmd = [python, str(Path(__file__).resolve().parent / "authors_reference.py"), reference, *arguments]
+    proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          env={**SYSTEM_ENV, **(extra_env or {})})
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if proc.returncode or line is None:
+        sys.exit(f"the authors' reference failed ({' '.join(cmd)}):\n{proc.stderr[-3000:]}")
+    return json.loads(line[7:])
 
 
 def matmul_gflops(dtype=None, n: int = 2048, repeats: int = 3) -> float:

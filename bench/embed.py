@@ -19,9 +19,7 @@ unless ``--system-allocator``; the authors' subprocess gets the system's setting
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,22 +36,14 @@ from melp.train.host_memory import FRESH_PROCESS_ENV, keep_freed_host_memory
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from common import matmul_gflops  # noqa: E402
-
-
-SYSTEM_ENV = dict(os.environ)  # before keep_freed_host_memory() adds torch's huge-page variable
+from common import matmul_gflops, run_authors  # noqa: E402
 
 
 def authors(reference: str, python: str, batches: list[int], min_ecgs: int, bf16: bool,
             keep_memory: bool = False) -> dict[int, float]:
-    cmd = [python, str(BENCH / "authors_reference.py"), reference, "embed", "--batches", *map(str, batches),
-           "--min-ecgs", str(min_ecgs)] + (["--bf16"] if bf16 else [])
-    env = {**SYSTEM_ENV, **(FRESH_PROCESS_ENV if keep_memory else {})}
-    proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env)
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-    if proc.returncode or line is None:
-        sys.exit(f"the authors' reference failed ({' '.join(cmd)}):\n{proc.stderr[-3000:]}")
-    return {int(b): r for b, r in json.loads(line[7:])["ecg_per_s"].items()}
+    arguments = ["embed", "--batches", *map(str, batches), "--min-ecgs", str(min_ecgs)] + (["--bf16"] if bf16 else [])
+    result = run_authors(python, reference, arguments, FRESH_PROCESS_ENV if keep_memory else None)
+    return {int(b): r for b, r in result["ecg_per_s"].items()}
 
 
 def ours(model: MELP, raw: np.ndarray, batches: list[int], min_ecgs: int, precision: str,

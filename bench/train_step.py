@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,22 +45,15 @@ from melp.train.host_memory import FRESH_PROCESS_ENV, keep_freed_host_memory
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from common import REPORTS, flop_counter, matmul_gflops  # noqa: E402
+from common import REPORTS, flop_counter, matmul_gflops, run_authors  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-SYSTEM_ENV = dict(os.environ)  # before keep_freed_host_memory() adds torch's huge-page variable
 
 
 def authors_step(reference: str, python: str, batch: int, steps: int, precision: str,
                  keep_memory: bool = False) -> list[float]:
-    cmd = [python, str(BENCH / "authors_reference.py"), reference, "train", "--batch", str(batch),
-           "--steps", str(steps)] + (["--bf16"] if precision == "bf16" else [])
-    env = {**SYSTEM_ENV, **(FRESH_PROCESS_ENV if keep_memory else {})}
-    proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env)
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-    if proc.returncode or line is None:
-        sys.exit(f"the authors' reference failed ({' '.join(cmd)}):\n{proc.stderr[-3000:]}")
-    return json.loads(line[7:])["step_s"]
+    arguments = ["train", "--batch", str(batch), "--steps", str(steps)] + (["--bf16"] if precision == "bf16" else [])
+    return run_authors(python, reference, arguments, FRESH_PROCESS_ENV if keep_memory else None)["step_s"]
 
 
 class OurStep:
